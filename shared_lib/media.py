@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -62,6 +63,16 @@ X264_CRF = 20
 # Chrome and Firefox play GIF frame delays of 0 or 1 centisecond as 10 centiseconds, so 2 centiseconds
 # (50 fps) is the shortest delay that plays as written.
 _MIN_GIF_DELAY_CS = 2
+
+# Upload settings. A server that accepts no connection costs at most 3 attempts of 5 s plus two
+# backoff delays (up to 0.5 s and 1 s) before the file is saved locally. After that, saves skip
+# the endpoint for UNREACHABLE_COOLDOWN_S, so a run without network does not wait on every figure.
+CONNECT_TIMEOUT_S = 5.0
+MAX_RETRIES = 2
+UNREACHABLE_COOLDOWN_S = 60.0
+
+# Endpoint URL -> time.monotonic() of the last upload to it that got no response.
+_unreachable_endpoints: dict[str, float] = {}
 
 _REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 _TRUE_VALUES = ("1", "true", "yes", "on")
@@ -202,16 +213,35 @@ def _upload(key: str, content: bytes | Path, content_type: str, cache_control: s
     try:
         config = R2Config.from_env()
     except ValueError as error:
-        logger.warning("Saving %s locally because R2 is not configured: %s", key, error)
+        logger.warning("Saving %s locally because the R2 configuration is missing or invalid: %s", key, error)
+        return None
+
+    endpoint = config.endpoint_url
+    failed_at = _unreachable_endpoints.get(endpoint)
+    if failed_at is not None and time.monotonic() - failed_at < UNREACHABLE_COOLDOWN_S:
+        logger.info("Saving %s locally without trying R2, because %s did not respond %.0f s ago",
+                    key, endpoint, time.monotonic() - failed_at)
         return None
 
     try:
-        client = R2Client(config)
-        client.upload(key, content, content_type=content_type, cache_control=cache_control)
-        return client.public_url(key) or client.presign_get(key)
+        with R2Client(config, connect_timeout=CONNECT_TIMEOUT_S, max_retries=MAX_RETRIES) as client:
+            client.upload(key, content, content_type=content_type, cache_control=cache_control)
+            url = client.public_url(key) or client.presign_get(key)
     except (R2Error, requests.RequestException, OSError, ValueError) as error:
-        logger.warning("Saving %s locally because the upload to bucket %s failed: %s", key, config.bucket_name, error)
+        # R2Error has status None when no response arrived, after the client's own retries.
+        no_response = isinstance(error, R2Error) and error.status is None
+        if no_response or isinstance(error, (requests.ConnectionError, requests.Timeout)):
+            _unreachable_endpoints[endpoint] = time.monotonic()
+            logger.warning(
+                "Saving %s locally because %s is unreachable (%s). Saves in the next %.0f s skip R2.",
+                key, endpoint, error, UNREACHABLE_COOLDOWN_S,
+            )
+        else:
+            logger.warning("Saving %s locally because the upload to bucket %s failed: %s", key, config.bucket_name, error)
         return None
+
+    _unreachable_endpoints.pop(endpoint, None)
+    return url
 
 
 def save_media(
