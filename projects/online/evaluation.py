@@ -1,0 +1,121 @@
+"""Accuracy of many parameter snapshots on many segments of a dataset, in large batched matmuls.
+
+All snapshots of a group share one pass over the data: a chunk of images is multiplied by the
+first-layer weights of every snapshot at once, (rows, D) @ (D, G*H), which keeps the matmul large
+and reads each image once per group instead of once per snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from projects.online.model import MLPParams, scale_images
+
+__all__ = ["correct_counts", "evaluate_snapshots", "segment_accuracy"]
+
+# Byte budgets for one compiled evaluation call: float32 hidden activations (rows, G, H) and the
+# first-layer weights of a snapshot group (G, D, H). They bound memory, not speed.
+_HIDDEN_BYTES = 64 * 2**20
+_GROUP_WEIGHT_BYTES = 128 * 2**20
+
+
+@partial(jax.jit, static_argnames=("rows", "group", "n_segments"))
+def correct_counts(
+    snapshots: MLPParams,
+    images: jax.Array,
+    labels: jax.Array,
+    segment_ids: jax.Array,
+    first_snapshot: jax.Array,
+    start: jax.Array,
+    *,
+    rows: int,
+    group: int,
+    n_segments: int,
+) -> jax.Array:
+    """Count correct predictions of `group` snapshots on each segment within a chunk of `rows` images.
+
+    snapshots: parameters stacked along a leading axis; the group is first_snapshot..first_snapshot+group-1.
+    images: (N, D) uint8; labels, segment_ids: (N,) int32, where an id outside 0..n_segments-1 drops
+    the row; the chunk is rows start..start+rows-1. Returns (group, n_segments) float32. Both offsets
+    are traced, so every chunk and group of one size shares one compilation.
+    """
+    snapshots = jax.tree.map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, first_snapshot, group), snapshots)
+    x = scale_images(jax.lax.dynamic_slice_in_dim(images, start, rows))  # (R, D)
+    y = jax.lax.dynamic_slice_in_dim(labels, start, rows)  # (R,)
+    segments = jax.lax.dynamic_slice_in_dim(segment_ids, start, rows)  # (R,)
+
+    n_snapshots, d_in, hidden = snapshots.w1.shape
+    w1 = jnp.transpose(snapshots.w1, (1, 0, 2)).reshape(d_in, n_snapshots * hidden)  # (D, G*H)
+    pre = x @ w1 + snapshots.b1.reshape(-1)  # (R, G*H)
+    activations = jax.nn.relu(pre).reshape(rows, n_snapshots, hidden)  # (R, G, H)
+    out = jnp.einsum("rgh,ghk->rgk", activations, snapshots.w2) + snapshots.b2  # (R, G, K)
+    correct = (jnp.argmax(out, axis=-1) == y[:, None]).astype(jnp.float32)  # (R, G)
+    return jax.ops.segment_sum(correct, segments, num_segments=n_segments).T  # (G, n_segments)
+
+
+def evaluate_snapshots(
+    snapshots: MLPParams,
+    images: jax.Array,
+    labels: jax.Array,
+    segment_ids: np.ndarray,
+    n_segments: int,
+    rows: int | None = None,
+    group: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Return the correct-prediction counts (F, n_segments) of F stacked snapshots on every segment.
+
+    images (N, D) uint8, labels (N,) int32, segment_ids (N,) with values in 0..n_segments-1.
+    `rows` (images per call) and `group` (snapshots per call) default to sizes that keep one call's
+    activations and weights within _HIDDEN_BYTES and _GROUP_WEIGHT_BYTES. The last group is padded
+    with copies of the last snapshot and the last chunk with dropped rows, so every call has one shape
+    and `correct_counts` compiles once. `on_chunk(n)` is called after each call with the calls so far.
+    """
+    n_snapshots, d_in, hidden = snapshots.w1.shape
+    n_images = images.shape[0]
+    if group is None:
+        group = max(1, min(n_snapshots, _GROUP_WEIGHT_BYTES // (4 * d_in * hidden)))
+    if rows is None:
+        rows = max(1, min(n_images, _HIDDEN_BYTES // (4 * group * hidden)))
+
+    # Pad snapshots to whole groups and images to whole chunks.
+    n_groups = -(-n_snapshots // group)
+    take = jnp.asarray(np.minimum(np.arange(n_groups * group), n_snapshots - 1))
+    padded_snapshots = jax.tree.map(lambda leaf: leaf[take], snapshots)
+    n_chunks = -(-n_images // rows)
+    pad = n_chunks * rows - n_images
+    images = jnp.pad(images, ((0, pad), (0, 0)))
+    labels = jnp.pad(labels, (0, pad))
+    segments = jnp.asarray(np.concatenate([segment_ids, np.full(pad, n_segments)]), jnp.int32)
+
+    counts = []
+    calls = 0
+    for g in range(n_groups):
+        first_snapshot = jnp.asarray(g * group, jnp.int32)
+        total = jnp.zeros((group, n_segments), jnp.float32)
+        for chunk in range(n_chunks):
+            start = jnp.asarray(chunk * rows, jnp.int32)
+            total = total + correct_counts(
+                padded_snapshots, images, labels, segments, first_snapshot, start,
+                rows=rows, group=group, n_segments=n_segments,
+            )
+            calls += 1
+            if on_chunk is not None:
+                on_chunk(calls)
+        counts.append(total)
+    return np.asarray(jnp.concatenate(counts))[:n_snapshots]
+
+
+def segment_accuracy(counts: np.ndarray, segment_sizes: np.ndarray, snapshot_finite: np.ndarray) -> np.ndarray:
+    """Divide counts (F, S) by the segment sizes; rows of snapshots with non-finite parameters become NaN.
+
+    A model with NaN or infinite weights makes no defined prediction, so its accuracy is undefined.
+    """
+    accuracy = counts / np.asarray(segment_sizes, dtype=np.float64)
+    accuracy[~np.asarray(snapshot_finite)] = np.nan
+    return accuracy

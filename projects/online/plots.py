@@ -1,0 +1,176 @@
+"""Static figures of a run; each function takes the run's results and returns a matplotlib Figure.
+
+All of them accept NaN accuracies and losses (a diverged run) and leave those points blank.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from projects.online.run import RunResults
+
+__all__ = [
+    "final_sections_figure",
+    "frame_summary_figure",
+    "heatmap_figure",
+    "moving_average",
+    "progress_figure",
+    "sample_predictions_figure",
+    "stream_position",
+]
+
+SMOOTHING_POINTS = 200  # the progress curves average over windows of about 1/200 of the run
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Return the trailing means of `window` consecutive values, (len - window + 1,); NaN propagates."""
+    cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=np.float64))])
+    with np.errstate(invalid="ignore"):
+        return (cumulative[window:] - cumulative[:-window]) / window
+
+
+def stream_position(examples_seen: np.ndarray, n_examples: int) -> np.ndarray:
+    """Return the position within the current pass, 0..n_examples; a finished pass reads n_examples."""
+    examples_seen = np.asarray(examples_seen)
+    return np.where(examples_seen == 0, 0, (examples_seen - 1) % n_examples + 1)
+
+
+def _thousands(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64) / 1000.0
+
+
+def _mark_divergence(ax, results: RunResults) -> None:
+    if results.divergence.diverged:
+        step = results.divergence.step
+        ax.axvline(
+            _thousands(step * results.config.batch_size), color="crimson", linestyle=":",
+            label=f"diverged at step {step:,}",
+        )
+
+
+def progress_figure(results: RunResults) -> Figure:
+    """Prequential loss and accuracy (each example predicted before training on it), smoothed."""
+    loss, correct = results.prequential_loss, results.prequential_correct
+    window = max(1, len(loss) // SMOOTHING_POINTS)
+    x = _thousands(np.arange(window, len(loss) + 1))
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    ax_loss.plot(x, moving_average(loss, window), color="tab:blue")
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("prequential cross-entropy (nats, log scale)")
+    ax_acc.plot(x, moving_average(correct, window), color="tab:green")
+    ax_acc.set_ylim(0, 1)
+    ax_acc.set_ylabel("prequential accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("training examples seen (thousands)")
+        ax.grid(alpha=0.3)
+        _mark_divergence(ax, results)
+        if results.divergence.diverged:
+            ax.legend(loc="best")
+    fig.suptitle(
+        f"Predict, then learn: loss and accuracy on each example before training on it "
+        f"(mean over {window:,} examples)"
+    )
+    return fig
+
+
+def final_sections_figure(results: RunResults) -> Figure:
+    """Final accuracy of every section beside the best it ever reached; the gap is forgetting."""
+    bounds = results.section_bounds
+    centers = _thousands((bounds[:-1] + bounds[1:]) / 2)
+    final = results.accuracy[-1]
+    best = final + results.summary.forgetting
+
+    fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
+    ax.fill_between(centers, final, best, color="tab:red", alpha=0.25, step="mid", label="forgetting (best - final)")
+    ax.step(centers, best, where="mid", color="tab:red", linewidth=0.8, label="best accuracy over all frames")
+    ax.step(centers, final, where="mid", color="tab:blue", linewidth=1.5, label="final accuracy")
+    ax.axhline(results.final_test_accuracy, color="black", linestyle="--", linewidth=1,
+               label=f"final test accuracy {results.final_test_accuracy:.4f}")
+    ax.set_xlim(0, _thousands(bounds[-1]))
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(f"stream position (thousands of examples), {len(final)} sections")
+    ax.set_ylabel("accuracy on the section")
+    ax.set_title(
+        f"Accuracy on each part of the stream after training ({results.config.order} order); "
+        f"mean forgetting {results.summary.mean_forgetting:.4f}"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    return fig
+
+
+def heatmap_figure(results: RunResults) -> Figure:
+    """A[frame, section] as an image: stream position across, training progress up."""
+    n_examples = int(results.section_bounds[-1])
+    total = int(results.frame_examples[-1])
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("lightgray")
+
+    fig, ax = plt.subplots(figsize=(9, 6.5), layout="constrained")
+    image = ax.imshow(
+        np.ma.masked_invalid(results.accuracy), origin="lower", aspect="auto", cmap=cmap, vmin=0, vmax=1,
+        extent=(0, _thousands(n_examples), 0, _thousands(total)), interpolation="nearest",
+    )
+    position = stream_position(results.frame_examples, n_examples).astype(np.float64)
+    # Break the line where a new pass starts, so it does not cross the image.
+    position[1:][np.diff(position) < 0] = np.nan
+    ax.plot(_thousands(position), _thousands(results.frame_examples), color="white", linestyle="--",
+            linewidth=1.5, label="stream position (examples trained on)")
+    ax.set_xlabel("stream position of the section (thousands of examples)")
+    ax.set_ylabel("training examples seen at the frame (thousands)")
+    ax.set_title(f"Accuracy on every section of the stream, frame by frame ({results.config.order} order)")
+    ax.legend(loc="upper left", framealpha=0.8)
+    fig.colorbar(image, ax=ax, label="accuracy on the section (gray: undefined, weights non-finite)")
+    return fig
+
+
+def frame_summary_figure(results: RunResults) -> Figure:
+    """Per-frame statistics of the section accuracies, seen against unseen sections, and test accuracy."""
+    summary = results.summary
+    x = _thousands(results.frame_examples)
+
+    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+    ax.fill_between(x, summary.min, summary.max, color="tab:blue", alpha=0.15, label="min to max over sections")
+    ax.plot(x, summary.mean, color="tab:blue", label="mean over sections")
+    ax.plot(x, summary.median, color="tab:blue", linestyle=":", label="median over sections")
+    ax.plot(x, summary.seen_mean, color="tab:orange", label="mean over seen sections")
+    ax.plot(x, summary.unseen_mean, color="tab:purple", label="mean over not yet seen sections")
+    ax.plot(x, results.test_accuracy, color="black", linestyle="--", label="test accuracy")
+    _mark_divergence(ax, results)
+    ax.set_xlim(0, x[-1])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("training examples seen (thousands)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Section accuracy over training ({results.config.order} order)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def sample_predictions_figure(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray) -> Figure:
+    """Test images with the final model's prediction and its probability; wrong ones in red.
+
+    images: (N, 784) uint8, labels: (N,), probabilities: (N, 10).
+    """
+    columns = 8
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows), layout="constrained")
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    for ax, image, label, probs in zip(np.ravel(axes), images, labels, probabilities):
+        predicted = int(np.argmax(probs)) if np.all(np.isfinite(probs)) else None
+        ax.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
+        if predicted is None:
+            title, color = f"undefined\n(true {label})", "crimson"
+        else:
+            title = f"{predicted} ({probs[predicted]:.2f})\ntrue {label}"
+            color = "black" if predicted == label else "crimson"
+        ax.set_title(title, fontsize=9, color=color)
+    fig.suptitle("Final model on the first test images: prediction (probability), true label")
+    return fig
