@@ -5,11 +5,11 @@ returns the object's URL. When the upload fails for any reason (missing configur
 an unreachable server), it writes `<output dir>/<folder>/<filename>` and returns that path instead, so no
 file is lost. `<folder>` is today's local date as `yy-mm-dd` unless `key_dir` names another one.
 
-Environment variables:
+Environment variables (the R2_* ones may also be set in the repository's `.env` file, see shared_lib.r2):
     R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, R2_ENDPOINT_URL, R2_BUCKET_NAME: the bucket (see shared_lib.r2).
     R2_BASE_URL: public URL of the bucket. When set, the returned URL is `<R2_BASE_URL>/<key>`;
         otherwise it is a presigned GET URL that expires after one hour.
-    R2_KEY_PREFIX: first component of every object key, default `seewhy`. An empty value means no prefix.
+    R2_KEY_PREFIX: start of every object key, default `seewhy`. It may contain slashes (`team/alice`).
     SEEWHY_OUTPUT_DIR: local folder for fallback copies, default the repository's `outputs/` folder.
     SEEWHY_MEDIA_LOCAL_ONLY: `1`, `true`, `yes` or `on` skips R2 and always saves locally.
     IMAGEIO_FFMPEG_EXE: ffmpeg binary for `.mp4` output, default the one bundled with imageio-ffmpeg.
@@ -54,14 +54,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_KEY_PREFIX = "seewhy"
 ANIMATION_FORMATS = (".mp4", ".gif")
 
-# H.264 settings for `.mp4`. With `veryfast`, a 100-frame 1000x600 animation of a moving block on a
-# gradient encodes in 0.4 s (14 kB) on two shared CPU cores, and plots (flat colors, sharp lines) gain
-# little from the slower presets. CRF 20 (x264's default is 23) keeps thin lines and small text sharp.
+# H.264 settings for `.mp4`. CRF 20 (x264's default is 23) keeps thin lines and small text sharp.
+# Measured on a 100-frame 1000x600 matplotlib scatter animation on two shared CPU cores, with the
+# ffmpeg 9.0.2 of imageio-ffmpeg 0.8.1: ultrafast 0.22 s and 2.4 MB, veryfast 0.35 s and 452 kB,
+# fast and medium 0.7 s and about 490 kB. Drawing those frames with Agg took 1.6 s, so the encoder
+# is not the bottleneck, and plots (flat colors, sharp edges) gain nothing from slower presets.
 X264_PRESET = "veryfast"
 X264_CRF = 20
 
-# Chrome and Firefox play GIF frame delays of 0 or 1 centisecond as 10 centiseconds, so 2 centiseconds
-# (50 fps) is the shortest delay that plays as written.
+# Firefox and WebKit play a GIF frame delay of 10 ms or less as 100 ms (comment in WebKit's
+# ImageSource::frameDurationAtIndex), so 2 centiseconds (50 fps) is the shortest delay that plays as written.
 _MIN_GIF_DELAY_CS = 2
 
 # Upload settings. A server that accepts no connection costs at most 3 attempts of 5 s plus two
@@ -119,15 +121,21 @@ def _relative_media_path(filename: str | os.PathLike, key_dir: str | os.PathLike
 
 
 def _key_prefix() -> str:
-    prefix = os.environ.get("R2_KEY_PREFIX", DEFAULT_KEY_PREFIX).strip("/")
-    if prefix:
-        _validate_relative_path(prefix, "R2_KEY_PREFIX")
-    return prefix
+    """Return R2_KEY_PREFIX from the environment or the `.env` file, without surrounding slashes.
 
+    Blank values count as unset, as in shared_lib.r2. Raises ValueError for a prefix that is not a
+    valid relative path.
+    """
+    from dotenv import dotenv_values
 
-def _object_key(relative_path: str) -> str:
-    prefix = _key_prefix()
-    return f"{prefix}/{relative_path}" if prefix else relative_path
+    from shared_lib.r2 import dotenv_path
+
+    prefix = os.environ.get("R2_KEY_PREFIX", "").strip()
+    dotenv_file = dotenv_path()
+    if not prefix and dotenv_file is not None and dotenv_file.is_file():
+        prefix = (dotenv_values(dotenv_file).get("R2_KEY_PREFIX") or "").strip()
+    prefix = prefix.strip("/") if prefix else DEFAULT_KEY_PREFIX
+    return _validate_relative_path(prefix, "R2_KEY_PREFIX")
 
 
 def output_dir() -> Path:
@@ -199,21 +207,25 @@ def _write_local(relative_path: str, content: bytes | Path) -> Path:
     return destination
 
 
-def _upload(key: str, content: bytes | Path, content_type: str, cache_control: str | None) -> str | None:
-    """Upload `content` to R2 and return its URL, or log a warning and return None when anything fails."""
+def _upload(relative_path: str, content: bytes | Path, content_type: str, cache_control: str | None) -> str | None:
+    """Upload `content` to `<prefix>/<relative_path>` and return its URL.
+
+    Logs a warning and returns None when anything fails, so that the caller saves the file locally.
+    """
     # Imported here so that local saving keeps working while the R2 client or its dependencies are broken.
     try:
         import requests
 
         from shared_lib.r2 import R2Client, R2Config, R2Error
     except ImportError as error:
-        logger.warning("Saving %s locally because the R2 client cannot be imported: %s", key, error)
+        logger.warning("Saving %s locally because the R2 client cannot be imported: %s", relative_path, error)
         return None
 
     try:
         config = R2Config.from_env()
+        key = f"{_key_prefix()}/{relative_path}"
     except ValueError as error:
-        logger.warning("Saving %s locally because the R2 configuration is missing or invalid: %s", key, error)
+        logger.warning("Saving %s locally because the R2 configuration is missing or invalid: %s", relative_path, error)
         return None
 
     endpoint = config.endpoint_url
@@ -241,6 +253,7 @@ def _upload(key: str, content: bytes | Path, content_type: str, cache_control: s
         return None
 
     _unreachable_endpoints.pop(endpoint, None)
+    logger.info("Uploaded %s (%d bytes, %s) to bucket %s", key, _media_size(content), content_type, config.bucket_name)
     return url
 
 
@@ -275,10 +288,8 @@ def save_media(
         content_type = mimetypes.guess_type(relative_path)[0] or "application/octet-stream"
 
     if not _local_only():
-        key = _object_key(relative_path)
-        url = _upload(key, content, content_type, cache_control)
+        url = _upload(relative_path, content, content_type, cache_control)
         if url is not None:
-            logger.info("Uploaded %s (%d bytes, %s) to R2 key %s", filename, _media_size(content), content_type, key)
             return url
 
     path = _write_local(relative_path, content)

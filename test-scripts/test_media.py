@@ -104,7 +104,7 @@ def _gif_frames(path: Path) -> tuple[list[np.ndarray], list[int], Image.Image]:
 # Local saving
 
 
-def test_save_media_local_without_config(output_folder):
+def test_local_without_config(output_folder):
     data = b"\x00\x01 not really a png \xff"
 
     result, dates = _dates_around(lambda: media.save_media("loss.png", data))
@@ -118,14 +118,14 @@ def test_save_media_local_without_config(output_folder):
     assert _files_under(output_folder) == [path]
 
 
-def test_save_media_local_subfolder_and_key_dir(output_folder):
+def test_local_key_dir_subfolder(output_folder):
     result = media.save_media("run-1/heatmap.png", b"abc", key_dir="sweeps/lr")
 
     assert Path(result) == output_folder / "sweeps" / "lr" / "run-1" / "heatmap.png"
     assert Path(result).read_bytes() == b"abc"
 
 
-def test_save_media_local_overwrites(output_folder):
+def test_local_overwrites(output_folder):
     media.save_media("a.txt", b"first version", key_dir="k")
     result = media.save_media("a.txt", b"second", key_dir="k")
 
@@ -133,7 +133,7 @@ def test_save_media_local_overwrites(output_folder):
     assert _files_under(output_folder) == [Path(result)]
 
 
-def test_save_media_inputs_local(output_folder, tmp_path):
+def test_local_media_inputs(output_folder, tmp_path):
     source = tmp_path / "source.bin"
     source.write_bytes(bytes(range(256)) * 10)
     expected = source.read_bytes()
@@ -151,7 +151,7 @@ def test_save_media_inputs_local(output_folder, tmp_path):
         assert Path(result).read_bytes() == expected, filename
 
 
-def test_save_media_file_object_from_position(output_folder):
+def test_file_object_from_position(output_folder):
     stream = io.BytesIO(b"header|payload")
     stream.seek(7)
 
@@ -160,7 +160,7 @@ def test_save_media_file_object_from_position(output_folder):
     assert Path(result).read_bytes() == b"payload"
 
 
-def test_save_media_bad_media_types(output_folder, tmp_path):
+def test_bad_media_types(output_folder, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.png"):
         media.save_media("x.png", tmp_path / "missing.png")
     with pytest.raises(TypeError, match="binary mode"):
@@ -181,7 +181,7 @@ def test_local_only_env_skips_r2(r2_env, monkeypatch, output_folder):
     assert list(_client(r2_env).list("")) == []
 
 
-def test_output_dir_default_is_repository_outputs(monkeypatch):
+def test_output_dir_default(monkeypatch):
     monkeypatch.delenv("SEEWHY_OUTPUT_DIR")
 
     repository = Path(media.__file__).resolve().parent.parent
@@ -276,9 +276,28 @@ def test_upload_key_layout(r2_env, monkeypatch):
     media.save_media("loss.png", b"png", key_dir="k")
     assert client.exists("team/alice/k/loss.png")
 
-    monkeypatch.setenv("R2_KEY_PREFIX", "")
-    media.save_media("loss.png", b"png", key_dir="top")
-    assert client.exists("top/loss.png")
+
+
+def test_key_prefix_from_dotenv(r2_env, monkeypatch, tmp_path):
+    dotenv_file = tmp_path / "custom.env"
+    dotenv_file.write_text("R2_KEY_PREFIX=from-dotenv\n")
+    monkeypatch.setenv("SEEWHY_DOTENV_PATH", str(dotenv_file))
+
+    media.save_media("loss.png", b"png", key_dir="k")
+
+    assert _client(r2_env).exists("from-dotenv/k/loss.png")
+
+
+def test_invalid_key_prefix_falls_back(r2_env, monkeypatch, output_folder, caplog):
+    monkeypatch.setenv("R2_KEY_PREFIX", "team/../other")
+
+    with caplog.at_level(logging.WARNING, logger="shared_lib.media"):
+        result = media.save_media("loss.png", b"png", key_dir="k")
+
+    assert Path(result) == output_folder / "k" / "loss.png"
+    assert Path(result).read_bytes() == b"png"
+    assert "R2_KEY_PREFIX" in caplog.text
+    assert _client(r2_env).list("") == []
 
 
 def test_upload_presigned_url_fetch(r2_env):
@@ -369,7 +388,7 @@ def test_wrong_secret_large_file_object(r2_env, monkeypatch, output_folder):
 def test_server_stopped_falls_back(s3_server_factory, monkeypatch, output_folder, caplog):
     server = s3_server_factory()
     _use_server(monkeypatch, server, "stopped-bucket")
-    client = _client(media_config())
+    client = _client(_media_config())
 
     url = media.save_media("before.png", b"uploaded", key_dir="k")
     assert url.startswith("http://127.0.0.1")
@@ -415,7 +434,7 @@ def test_partial_config_falls_back(monkeypatch, output_folder, caplog):
     assert "R2_SECRET_ACCESS_KEY" in caplog.text
 
 
-def media_config():
+def _media_config():
     from shared_lib.r2 import R2Config
 
     return R2Config.from_env()
@@ -427,7 +446,7 @@ def _use_server(monkeypatch, server, bucket: str) -> None:
     monkeypatch.setenv("R2_SECRET_ACCESS_KEY", server.secret_access_key)
     monkeypatch.setenv("R2_ENDPOINT_URL", server.endpoint_url)
     monkeypatch.setenv("R2_BUCKET_NAME", bucket)
-    with _client(media_config()) as client:
+    with _client(_media_config()) as client:
         client.create_bucket(bucket)
 
 
