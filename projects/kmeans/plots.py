@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # the run only writes files, so no display is needed
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -39,12 +40,14 @@ def _to_display(image: np.ndarray) -> np.ndarray:
     return image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
 
 
-def _grid_axes(count: int, cell_inches: float, header_inches: float = 0.5) -> tuple[Figure, np.ndarray]:
+def _grid_axes(
+    count: int, cell_inches: float, title_inches: float, header_inches: float = 0.5
+) -> tuple[Figure, np.ndarray]:
+    """Make a grid of `count` image axes, at most _GRID_COLUMNS wide, with room for each axes' title."""
     columns = min(count, _GRID_COLUMNS)
     rows = -(-count // columns)
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(columns * cell_inches, rows * cell_inches + header_inches), squeeze=False
-    )
+    height = rows * (cell_inches + title_inches) + header_inches
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * cell_inches, height), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     return fig, axes
@@ -60,10 +63,12 @@ def centroid_figure(
 ) -> Figure:
     """Draw each centre (k, C*H*W) as an image titled with its majority label and cluster size."""
     order = cluster_order(majority_labels, cluster_sizes)
-    fig, axes = _grid_axes(len(order), cell_inches=1.3)
+    fig, axes = _grid_axes(len(order), cell_inches=1.3, title_inches=0.35)
     for ax, cluster in zip(axes.flat, order):
         ax.imshow(_to_display(centres[cluster].reshape(image_shape)), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{class_names[majority_labels[cluster]]}  (n={cluster_sizes[cluster]})", fontsize=7)
+        ax.set_title(
+            f"cluster {cluster} → {class_names[majority_labels[cluster]]}\nn={cluster_sizes[cluster]:,}", fontsize=7
+        )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -74,18 +79,23 @@ def centroid_frames(
     image_shape: Sequence[int],
     inertia_history: np.ndarray,
     order: np.ndarray,
-    dpi: int = 100,
+    captions: Sequence[str],
+    dpi: int = 150,
 ) -> Iterator[np.ndarray]:
     """Yield one RGB frame (H, W, 3) uint8 per iteration, showing the centres in `order`.
+
+    `captions` label the centres (in `order`), for example with their final majority labels.
 
     One figure is drawn once and only its image data and title change between frames, which keeps
     rendering at a few milliseconds per frame.
     """
-    fig, axes = _grid_axes(len(order), cell_inches=1.0, header_inches=0.4)
+    fig, axes = _grid_axes(len(order), cell_inches=1.0, title_inches=0.15)
     fig.set_dpi(dpi)
     images = []
-    for ax, cluster in zip(axes.flat, order):
-        images.append(ax.imshow(_to_display(centre_history[0, cluster].reshape(image_shape)), cmap="gray", vmin=0, vmax=1))
+    for ax, cluster, caption in zip(axes.flat, order, captions):
+        first = _to_display(centre_history[0, cluster].reshape(image_shape))
+        images.append(ax.imshow(first, cmap="gray", vmin=0, vmax=1))
+        ax.set_title(caption, fontsize=6)
     title = fig.suptitle("", fontsize=9)
     fig.tight_layout()
     try:
@@ -100,30 +110,48 @@ def centroid_frames(
 
 
 def metrics_figure(
-    inertia: np.ndarray, purity: np.ndarray, nmi: np.ndarray, ari: np.ndarray, reseeds: np.ndarray, title: str
+    inertia: np.ndarray,
+    purity: np.ndarray,
+    nmi: np.ndarray,
+    ari: np.ndarray,
+    reseeds: np.ndarray,
+    tol: float,
+    title: str,
 ) -> Figure:
-    """Plot inertia (left) and purity, NMI and ARI (right) against the iteration, marking re-seeds."""
+    """Plot inertia, its relative change and the scores against the labels per iteration.
+
+    Iterations that re-seeded an empty cluster get a red vertical line in every panel.
+    """
     iterations = np.arange(len(inertia))
-    fig, (ax_inertia, ax_scores) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_inertia, ax_change, ax_scores) = plt.subplots(1, 3, figsize=(13, 3.8))
 
     ax_inertia.plot(iterations, inertia, marker=".", color="tab:blue")
-    ax_inertia.set_xlabel("iteration")
     ax_inertia.set_ylabel("inertia (sum of squared distances)")
-    ax_inertia.set_yscale("log")
-    for iteration in np.flatnonzero(reseeds):
-        ax_inertia.axvline(iteration, color="tab:red", alpha=0.4, linewidth=1)
-    if reseeds.any():
-        ax_inertia.plot([], [], color="tab:red", alpha=0.4, label="empty cluster re-seeded")
-        ax_inertia.legend(fontsize=8)
+    ax_inertia.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
+
+    # Relative change from the previous iteration, the quantity that the --tol stopping rule tests.
+    change = np.abs(np.diff(inertia)) / np.maximum(inertia[:-1], np.finfo(np.float64).tiny)
+    ax_change.semilogy(iterations[1:], np.maximum(change, 1e-12), marker=".", color="tab:purple")
+    if tol > 0:
+        ax_change.axhline(tol, color="gray", linestyle="--", linewidth=1, label=f"tol = {tol:g}")
+        ax_change.legend(fontsize=8)
+    ax_change.set_ylabel("relative change in inertia")
 
     for values, name in ((purity, "purity"), (nmi, "NMI"), (ari, "ARI")):
         ax_scores.plot(iterations, values, marker=".", label=f"{name} (final {values[-1]:.3f})")
-    ax_scores.set_xlabel("iteration")
     ax_scores.set_ylabel("score against the labels")
     ax_scores.set_ylim(0, 1)
     ax_scores.legend(fontsize=8)
-    for ax in (ax_inertia, ax_scores):
+
+    for ax in (ax_inertia, ax_change, ax_scores):
+        ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+        for iteration in np.flatnonzero(reseeds):
+            ax.axvline(iteration, color="tab:red", alpha=0.4, linewidth=1)
+    if reseeds.any():
+        ax_inertia.plot([], [], color="tab:red", alpha=0.4, label="empty cluster re-seeded after")
+        ax_inertia.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -145,9 +173,9 @@ def confusion_figure(table: np.ndarray, majority_labels: np.ndarray, class_names
                 color = "white" if fractions[i, j] > 0.6 else "black"
                 ax.text(j, i, str(rows[i, j]), ha="center", va="center", fontsize=7, color=color)
     ax.set_xticks(range(num_classes), [str(name) for name in class_names], fontsize=8)
-    ax.set_yticks(range(k), [f"{cluster} -> {class_names[majority_labels[cluster]]}" for cluster in order], fontsize=8)
+    ax.set_yticks(range(k), [f"{cluster} → {class_names[majority_labels[cluster]]}" for cluster in order], fontsize=8)
     ax.set_xlabel("true label")
-    ax.set_ylabel("cluster -> majority label")
+    ax.set_ylabel("cluster → majority label")
     fig.colorbar(mesh, ax=ax, label="fraction of the cluster")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -176,7 +204,7 @@ def examples_figure(
         for ax in row:
             ax.set_axis_off()
         row[0].imshow(_to_display(centres[cluster].reshape(image_shape)), cmap="gray", vmin=0, vmax=1)
-        row[0].set_title(f"centre {cluster}", fontsize=6, color="tab:blue")
+        row[0].set_title(f"cluster {cluster} centre", fontsize=6, color="tab:blue")
         for ax, image, label in zip(row[1:], examples[cluster], example_labels[cluster]):
             if label < 0:
                 continue

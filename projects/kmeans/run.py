@@ -138,7 +138,13 @@ def _save_figures(result: KMeansRun) -> dict[str, str]:
             result.centres, result.image_shape, result.majority_labels, sizes, result.class_names, title
         ),
         "metrics.png": plots.metrics_figure(
-            result.inertia, result.scores.purity, result.scores.nmi, result.scores.ari, result.reseeds, title
+            result.inertia,
+            result.scores.purity,
+            result.scores.nmi,
+            result.scores.ari,
+            result.reseeds,
+            config.tol,
+            title,
         ),
         "confusion.png": plots.confusion_figure(result.counts, result.majority_labels, result.class_names, title),
     }
@@ -166,11 +172,13 @@ def _save_animation(result: KMeansRun) -> str:
     order = plots.cluster_order(result.majority_labels, result.counts.sum(axis=1))
     iterations = len(result.inertia)
     fps = float(np.clip(iterations / ANIMATION_SECONDS, 2, 15))
-    frames = plots.centroid_frames(result.centre_history, result.image_shape, result.inertia, order)
+    captions = [f"{cluster} → {result.class_names[result.majority_labels[cluster]]}" for cluster in order]
+    frames = plots.centroid_frames(result.centre_history, result.image_shape, result.inertia, order, captions)
 
     def with_hold():
         frame = None
-        for frame in tqdm(frames, total=iterations, desc="animation", unit="frame", disable=result.config.quiet or None, leave=False):
+        bar = tqdm(frames, total=iterations, desc="animation", unit="frame", disable=result.config.quiet or None)
+        for frame in bar:
             yield frame
         for _ in range(round(HOLD_SECONDS * fps)):
             yield frame
