@@ -30,6 +30,7 @@ import logging
 import math
 import mimetypes
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -55,10 +56,10 @@ DEFAULT_KEY_PREFIX = "seewhy"
 ANIMATION_FORMATS = (".mp4", ".gif")
 
 # H.264 settings for `.mp4`. CRF 20 (x264's default is 23) keeps thin lines and small text sharp.
-# Measured on a 100-frame 1000x600 matplotlib scatter animation on two shared CPU cores, with the
-# ffmpeg 9.0.2 of imageio-ffmpeg 0.8.1: ultrafast 0.22 s and 2.4 MB, veryfast 0.35 s and 452 kB,
-# fast and medium 0.7 s and about 490 kB. Drawing those frames with Agg took 1.6 s, so the encoder
-# is not the bottleneck, and plots (flat colors, sharp edges) gain nothing from slower presets.
+# Presets were measured on a 100-frame 1000x600 matplotlib scatter animation, on two shared CPU cores
+# with the ffmpeg 9.0.2 of imageio-ffmpeg 0.8.1. Encoding took 0.22 s with ultrafast (2.4 MB), 0.35 s
+# with veryfast (452 kB), and 0.7 s with fast or medium (about 490 kB). Drawing those frames with Agg
+# took 1.6 s, so the encoder is not the bottleneck, and plots gain nothing from slower presets.
 X264_PRESET = "veryfast"
 X264_CRF = 20
 
@@ -85,10 +86,11 @@ _TRUE_VALUES = ("1", "true", "yes", "on")
 
 
 def _validate_relative_path(name: Any, argument: str) -> str:
-    """Return `name` as a string if it is a relative POSIX path that stays inside its parent folder.
+    """Raise unless `name` is a relative POSIX path that stays inside its folder, and return it as a string.
 
-    Raises ValueError for empty names, absolute paths, backslashes, control characters (NUL included),
-    and empty, `.` or `..` components.
+    Raises TypeError for non-path types. Raises ValueError for empty names, absolute paths, backslashes,
+    control characters (NUL included), and empty, `.` or `..` components. `argument` names the value in
+    the message.
     """
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"{argument} must be a str or os.PathLike, got {type(name).__name__}: {name!r}")
@@ -168,7 +170,8 @@ def _load_media(media: str | os.PathLike | bytes | bytearray | memoryview | Bina
     if hasattr(media, "read"):
         data = media.read()
         if not isinstance(data, (bytes, bytearray)):
-            raise TypeError(f"media file object must be opened in binary mode, its read() returned {type(data).__name__}")
+            message = f"media file object must be opened in binary mode, its read() returned {type(data).__name__}"
+            raise TypeError(message)
         return bytes(data)
     raise TypeError(f"media must be a path, bytes or a binary file object, got {type(media).__name__}")
 
@@ -189,9 +192,10 @@ def _write_local(relative_path: str, content: bytes | Path) -> Path:
     destination = output_dir() / relative_path
     destination.parent.mkdir(parents=True, exist_ok=True)
 
-    descriptor, temp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+    # Not tempfile.mkstemp, which creates mode 0600 files. "xb" applies the umask like any other new file.
+    temp_path = destination.with_name(f".{destination.name}.{secrets.token_hex(6)}.tmp")
     try:
-        with os.fdopen(descriptor, "wb") as temp_file:
+        with open(temp_path, "xb") as temp_file:
             if isinstance(content, Path):
                 with content.open("rb") as source:
                     shutil.copyfileobj(source, temp_file)
@@ -199,10 +203,10 @@ def _write_local(relative_path: str, content: bytes | Path) -> Path:
                 temp_file.write(content)
             temp_file.flush()
             os.fsync(temp_file.fileno())
-        os.replace(temp_name, destination)
+        os.replace(temp_path, destination)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(temp_name)
+            os.unlink(temp_path)
         raise
     return destination
 
@@ -249,11 +253,13 @@ def _upload(relative_path: str, content: bytes | Path, content_type: str, cache_
                 key, endpoint, error, UNREACHABLE_COOLDOWN_S,
             )
         else:
-            logger.warning("Saving %s locally because the upload to bucket %s failed: %s", key, config.bucket_name, error)
+            logger.warning("Saving %s locally because the upload to bucket %s failed: %s",
+                           key, config.bucket_name, error)
         return None
 
     _unreachable_endpoints.pop(endpoint, None)
-    logger.info("Uploaded %s (%d bytes, %s) to bucket %s", key, _media_size(content), content_type, config.bucket_name)
+    logger.info("Uploaded %s (%d bytes, %s) to bucket %s", key, _media_size(content), content_type,
+                config.bucket_name)
     return url
 
 
@@ -307,8 +313,8 @@ def save_matplotlib_figure(
     """Render `fig` with `fig.savefig` in `format` and save it with `save_media`.
 
     `.<format>` is appended to `filename` unless its extension already names that format. The figure
-    stays open and unchanged, so the caller can keep drawing on it or close it.
-    Returns what `save_media` returns.
+    stays open with its own canvas, so the caller can keep drawing on it, and closing it is up to the
+    caller. Returns what `save_media` returns.
     """
     name = _validate_relative_path(filename, "filename")
     if not _has_format_extension(name, format):
@@ -483,8 +489,8 @@ def _gif_delay_cs(fps: float) -> int:
     delay = round(100 / fps)
     if delay < _MIN_GIF_DELAY_CS:
         logger.warning(
-            "GIF frame delays below %d centiseconds play slowly in browsers; writing fps=%g as %g fps",
-            _MIN_GIF_DELAY_CS, fps, 100 / _MIN_GIF_DELAY_CS,
+            "fps=%g needs GIF frame delays below %d centiseconds, which browsers play as 10. Writing %g fps instead.",
+            fps, _MIN_GIF_DELAY_CS, 100 / _MIN_GIF_DELAY_CS,
         )
         delay = _MIN_GIF_DELAY_CS
     return delay
@@ -595,7 +601,8 @@ def save_animation(filename: str | os.PathLike, frames: Any, fps: float, **save_
     stem, extension = os.path.splitext(name)
     extension = extension.lower()
     if extension not in ANIMATION_FORMATS:
-        raise ValueError(f"filename {name!r} has extension {extension!r}, expected one of {', '.join(ANIMATION_FORMATS)}")
+        allowed = ", ".join(ANIMATION_FORMATS)
+        raise ValueError(f"filename {name!r} has extension {extension!r}, expected one of {allowed}")
     fps = _validate_fps(fps)
     _relative_media_path(name, save_media_kwargs.get("key_dir"))
 
@@ -603,6 +610,7 @@ def save_animation(filename: str | os.PathLike, frames: Any, fps: float, **save_
     if extension == ".mp4" and ffmpeg is None:
         logger.warning("Writing %s as a GIF because no usable ffmpeg binary was found", name)
         name, extension = f"{stem}.gif", ".gif"
+        save_media_kwargs.pop("content_type", None)  # a type given for the MP4 would mislabel the GIF
 
     frame_iterator = _iter_frames(frames)
     with tempfile.TemporaryDirectory(prefix="seewhy-animation-") as temp_dir:

@@ -116,6 +116,9 @@ def test_local_without_config(output_folder):
     assert path.name == "loss.png"
     assert path.read_bytes() == data
     assert _files_under(output_folder) == [path]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_local_key_dir_subfolder(output_folder):
@@ -654,6 +657,18 @@ def test_animation_upload(r2_env):
     data = _client(r2_env).download("seewhy/k/clusters.mp4")
     assert iio.imread(data, index=None, extension=".mp4").shape == (4, 12, 16, 3)
     assert _stored_content_type(r2_env, "seewhy/k/clusters.mp4") == "video/mp4"
+
+
+@pytest.mark.parametrize("filename", ["broken.mp4", "broken.gif"])
+def test_animation_generator_error(output_folder, tmp_path, filename):
+    def generate():
+        yield np.zeros((4, 4, 3), np.uint8)
+        yield np.zeros((4, 4, 3), np.uint8)
+        raise RuntimeError("simulation diverged")
+
+    with pytest.raises(RuntimeError, match="simulation diverged"):
+        media.save_animation(filename, generate(), fps=10)
+    assert _files_under(tmp_path) == []
 
 
 BAD_ANIMATIONS = [
