@@ -40,7 +40,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 from dotenv import dotenv_values
 
-from shared_lib.sigv4 import MAX_PRESIGN_EXPIRES, amz_date_now, encode_query, presign_v4, sign_v4, uri_encode
+from shared_lib.sigv4 import EMPTY_SHA256, MAX_PRESIGN_EXPIRES, amz_date_now, encode_query, presign_v4, sign_v4, uri_encode
 
 __all__ = [
     "MAX_PARTS",
@@ -71,8 +71,6 @@ _MAX_SINGLE_PUT = 5 * 1024 * MiB - 5 * MiB
 REQUIRED_VARIABLES = ("R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_ENDPOINT_URL", "R2_BUCKET_NAME")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
-_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
 # S3 bucket naming rules: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending
 # with a letter or digit.
 _BUCKET_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -94,7 +92,7 @@ def dotenv_path() -> Path | None:
 
 
 def _read_settings() -> dict[str, str]:
-    """Merge the `.env` file and the environment; non-empty environment values win."""
+    """Merge the `.env` file and the environment. Non-empty environment values win."""
     settings: dict[str, str] = {}
     path = dotenv_path()
     if path is not None and path.is_file():
@@ -130,7 +128,7 @@ class R2Config:
         if not self.secret_access_key:
             raise ValueError("R2 secret access key is empty")
         if not self.region:
-            raise ValueError("R2 region is empty; use 'auto' for R2")
+            raise ValueError("R2 region is empty. Use 'auto' for R2")
 
         endpoint = urlsplit(self.endpoint_url)
         if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
@@ -140,8 +138,8 @@ class R2Config:
             )
         if endpoint.path.strip("/") or endpoint.query or endpoint.fragment:
             raise ValueError(
-                f"invalid R2 endpoint URL {self.endpoint_url!r}: it must not contain a path or query; "
-                "set the bucket in R2_BUCKET_NAME"
+                f"invalid R2 endpoint URL {self.endpoint_url!r}: it must not contain a path or query. "
+                "Set the bucket in R2_BUCKET_NAME"
             )
         object.__setattr__(self, "endpoint_url", self.endpoint_url.rstrip("/"))
 
@@ -168,8 +166,8 @@ class R2Config:
             path = dotenv_path()
             source = f"the environment or {path}" if path is not None else "the environment"
             raise ValueError(
-                f"missing R2 configuration: {', '.join(missing)}. Set them in {source}; "
-                ".env.example at the repository root lists every variable."
+                f"missing R2 configuration: {', '.join(missing)}. Set them in {source}. "
+                "See .env.example at the repository root for every variable."
             )
         return cls(
             access_key_id=settings["R2_ACCESS_KEY_ID"],
@@ -220,7 +218,7 @@ class R2Error(Exception):
 
 
 class ObjectInfo(NamedTuple):
-    """Metadata of one stored object; `etag` is without its surrounding quotes."""
+    """Metadata of one stored object. `etag` has no surrounding quotes."""
 
     key: str
     size: int
@@ -377,7 +375,7 @@ class R2Client:
     @staticmethod
     def _new_session(max_workers: int) -> requests.Session:
         session = requests.Session()
-        # One pooled connection per worker, so parallel parts never wait for a free connection.
+        # At least one pooled connection per worker, so parallel parts do not queue for a connection.
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, max_workers))
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -430,7 +428,7 @@ class R2Client:
         """
         bucket = bucket if bucket is not None else self.config.bucket_name
         url = self._url(bucket, key, query)
-        payload_sha256 = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
+        payload_sha256 = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         attempts = self.max_retries + 1
 
         for attempt in range(attempts):
@@ -542,8 +540,8 @@ class R2Client:
             try:
                 for number, body in enumerate(parts, start=1):
                     if number > MAX_PARTS:
-                        raise R2Error(f"upload failed: the body needs more than {MAX_PARTS} parts; "
-                                      "raise part_size", key=key)
+                        raise R2Error(f"upload failed: the body needs more than {MAX_PARTS} parts. "
+                                      "Raise part_size", key=key)
                     slots.acquire()
                     if failed.is_set():
                         slots.release()
@@ -584,7 +582,7 @@ class R2Client:
                                  headers={"content-type": "application/xml"},
                                  operation="complete multipart upload")
 
-        # S3 may answer 200 and still report an error in the body.
+        # S3 may respond with 200 and still report an error in the body.
         result = _parse_xml(response.content)
         if result is None or _local_name(result) == "Error":
             code = _child_text(result, "Code") if result is not None else None
@@ -599,7 +597,8 @@ class R2Client:
             self._request("DELETE", key=key, query={"uploadId": upload_id}, allowed=(200, 204),
                           operation="abort multipart upload")
         except R2Error as error:
-            # The original failure matters more; the bucket's lifecycle rules clean up what remains.
+            # The caller re-raises the original failure. The unfinished upload keeps its parts until
+            # it is aborted or a bucket lifecycle rule removes it, and list_multipart_uploads shows it.
             logger.warning("aborting multipart upload %s of %r failed: %s", upload_id, key, error)
 
     # -- download, metadata, listing, deletion -------------------------------------------------------
@@ -614,7 +613,8 @@ class R2Client:
         """Stream the object into `path` and return the path.
 
         The bytes go to a temporary file in the same folder, which replaces `path` only when the
-        whole object has arrived, so a failed download never leaves a partial file behind.
+        whole object has arrived. When the download fails, the temporary file is removed and `path`
+        is left as it was.
         """
         _validate_key(key)
         path = Path(path)

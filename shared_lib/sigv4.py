@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 __all__ = [
+    "EMPTY_SHA256",
     "MAX_PRESIGN_EXPIRES",
     "build_canonical_request",
     "canonical_headers",
@@ -38,8 +39,10 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _AMZ_DATE_PATTERN = re.compile(r"\d{8}T\d{6}Z")
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+# SHA-256 of an empty body, the payload hash of GET, HEAD and DELETE requests.
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
-# Longest lifetime that SigV4 allows for a presigned URL: 7 days, in seconds.
+# Maximum lifetime that SigV4 allows for a presigned URL: 7 days, in seconds.
 MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
 
 def uri_encode(value: str | bytes, *, keep_slash: bool = False) -> str:
@@ -111,7 +114,7 @@ def canonical_request(method: str, uri: str, query: str, header_block: str, sign
 
 
 def credential_scope(amz_date: str, region: str, service: str) -> str:
-    """The scope `<yyyymmdd>/<region>/<service>/aws4_request` that a signature is valid for."""
+    """Return the credential scope `<yyyymmdd>/<region>/<service>/aws4_request` of a signature."""
     return f"{amz_date[:8]}/{region}/{service}/aws4_request"
 
 

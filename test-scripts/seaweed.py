@@ -93,8 +93,8 @@ def _free_ports(count: int) -> list[int]:
     ports: list[int] = []
     while len(ports) < count:
         port = random.randrange(*_PORT_RANGE)
-        taken = {*ports, *(p + _GRPC_OFFSET for p in ports), *(p - _GRPC_OFFSET for p in ports)}
-        if port not in taken and _port_is_free(port) and _port_is_free(port + _GRPC_OFFSET):
+        reserved = {*ports, *(p + _GRPC_OFFSET for p in ports), *(p - _GRPC_OFFSET for p in ports)}
+        if port not in reserved and _port_is_free(port) and _port_is_free(port + _GRPC_OFFSET):
             ports.append(port)
     return ports
 
@@ -144,11 +144,11 @@ def _wait_until_ready(server: S3Server, timeout: float) -> None:
             return
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"SeaweedFS did not answer on {server.endpoint_url} within {timeout} s\n{server.log_tail()}")
+    raise RuntimeError(f"SeaweedFS did not respond on {server.endpoint_url} within {timeout} s\n{server.log_tail()}")
 
 
 def start_server(directory: Path, *, timeout: float = 30.0, attempts: int = 3) -> S3Server:
-    """Start SeaweedFS with its data, logs and sockets under `directory` and wait until it answers.
+    """Start SeaweedFS with its data, logs and sockets under `directory` and wait until it responds.
 
     Keep `directory` short, because unix socket paths are limited to about 100 characters. A start
     that fails, for example because another process took a chosen port, is retried on new ports.
