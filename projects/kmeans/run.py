@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 from typing import NamedTuple
 
 import jax
@@ -19,7 +18,7 @@ from projects.kmeans.data import ClusteringData, load_clustering_data
 from projects.kmeans.lloyd import KMeansFit, assign, lloyd
 from projects.kmeans.metrics import cluster_label_counts, table_scores
 from projects.kmeans.minibatch import minibatch_kmeans
-from projects.kmeans.seeding import count_distinct_rows, default_trials, kmeans_plus_plus
+from projects.kmeans.seeding import default_trials, seed_centres
 from shared_lib.experiment import PhaseTimer, new_run_id, package_versions
 from shared_lib.media import save_animation, save_matplotlib_figure, save_media
 from shared_lib.random_utils import infinite_safe_keys
@@ -67,21 +66,6 @@ class KMeansRun(NamedTuple):
     example_labels: np.ndarray  # (k, EXAMPLES_PER_CLUSTER) their labels; -1 where a cluster has fewer members
     seconds: dict[str, float]
     artifacts: dict[str, str]  # artifact name -> URL or local path
-
-
-def _seed_centres(config: KMeansConfig, data: ClusteringData, key: jax.Array) -> jax.Array:
-    """Run k-means++ and reject a k above the number of distinct images."""
-    trials = config.init_trials or default_trials(config.k)
-    seeding = kmeans_plus_plus(data.points, key, config.k, trials)
-    if not bool(seeding.all_distinct):
-        distinct = count_distinct_rows(np.asarray(data.points))
-        if distinct < config.k:
-            raise ValueError(
-                f"k={config.k} exceeds the number of distinct images ({distinct} among {len(data.labels)}); "
-                f"choose --k at most {distinct}"
-            )
-        logger.warning("k-means++ found fewer than k=%d distinct centres among %d distinct points", config.k, distinct)
-    return seeding.centres
 
 
 def _fit(config: KMeansConfig, points: jax.Array, centres: jax.Array, key: jax.Array, timer: PhaseTimer) -> KMeansFit:
@@ -193,6 +177,7 @@ def _metrics_document(result: KMeansRun, num_points: int, dimension: int, timer:
         "config": dataclasses.asdict(result.config),
         "versions": package_versions(),
         "data": {"dataset": result.config.dataset, "points": num_points, "dimension": dimension, "pixel_scale": "[0, 1]"},
+        "init_trials": result.config.init_trials or default_trials(result.config.k),
         "iterations": result.iterations,
         "converged": result.converged,
         "empty_cluster_reseeds": int(result.reseeds.sum()),
@@ -220,7 +205,7 @@ def run(config: KMeansConfig) -> KMeansRun:
     """Cluster the training images as `config` says, save figures and metrics.json, and return the results.
 
     Raises:
-        ValueError: k exceeds the number of images or of distinct images (the message names both).
+        ValueError: k exceeds the number of images or of distinct images; the message gives both numbers.
     """
     run_id = new_run_id("kmeans")
     timer = PhaseTimer()
@@ -232,11 +217,11 @@ def run(config: KMeansConfig) -> KMeansRun:
         data = load_clustering_data(config.dataset, config.n_train)
     num_points, dimension = data.points.shape
     if config.k > num_points:
-        raise ValueError(f"k={config.k} exceeds the number of images ({num_points}); choose --k at most {num_points}")
+        raise ValueError(f"--k={config.k} exceeds the number of images ({num_points}); choose --k <= {num_points}")
     logger.info("Loaded %d %s images of dimension %d", num_points, config.dataset, dimension)
 
     with timer.phase("init"):
-        initial_centres = jax.block_until_ready(_seed_centres(config, data, key_init.get()))
+        initial_centres = seed_centres(data.points, key_init.get(), config.k, config.init_trials)
     fit = _fit(config, data.points, initial_centres, key_batches.get(), timer)
     logger.info(
         "%s stopped after %d iterations (%s) at inertia %.6g, %.2f ms per iteration, %d empty-cluster re-seeds",

@@ -18,7 +18,7 @@ import numpy as np
 
 from projects.kmeans.distances import squared_distances, squared_norms
 
-__all__ = ["Seeding", "count_distinct_rows", "default_trials", "kmeans_plus_plus"]
+__all__ = ["Seeding", "count_distinct_rows", "default_trials", "kmeans_plus_plus", "seed_centres"]
 
 # Squared distances below this fraction of ||x||² + ||c||² count as zero while seeding. The expanded
 # form leaves a rounding residue of about float32 epsilon times that sum for a point that equals a
@@ -86,3 +86,25 @@ def count_distinct_rows(points: np.ndarray) -> int:
     """Return the number of distinct rows of a 2-D array, comparing raw bytes."""
     rows = np.ascontiguousarray(points)
     return len(np.unique(rows.view(np.dtype((np.void, rows.shape[1] * rows.itemsize))).ravel()))
+
+
+def seed_centres(points: jax.Array, key: jax.Array, k: int, n_trials: int | None = None) -> jax.Array:
+    """Return `k` k-means++ centres (k, d), or raise ValueError when `points` has fewer than k distinct rows.
+
+    `n_trials` defaults to `default_trials(k)`.
+    """
+    n = points.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be from 1 to the number of points ({n}), got k={k}")
+    seeding = kmeans_plus_plus(points, key, k, n_trials or default_trials(k))
+    if not bool(seeding.all_distinct):
+        distinct = count_distinct_rows(np.asarray(points))
+        if distinct < k:
+            raise ValueError(f"k={k} exceeds the number of distinct points ({distinct} among {n}); choose k <= {distinct}")
+        # Rows closer than the zero-distance cut-off count as equal while seeding, so the check can
+        # fail although every row differs in its bytes.
+        raise ValueError(
+            f"k-means++ found fewer than k={k} points that are not within rounding error of each other "
+            f"({distinct} rows differ); choose a smaller k"
+        )
+    return seeding.centres
