@@ -46,7 +46,7 @@ def section_frames(results: RunResults) -> Iterator[np.ndarray]:
     seen_patch = Rectangle((0, 0), 0, 1, transform=ax.get_xaxis_transform(), color="tab:orange", alpha=0.15,
                            animated=True, label="seen sections")
     ax.add_patch(seen_patch)
-    curve = ax.stairs(results.accuracy[0], bounds, color="tab:blue", linewidth=1.5, animated=True,
+    curve = ax.stairs(results.accuracy[0], bounds, baseline=None, color="tab:blue", linewidth=1.5, animated=True,
                       label="accuracy on the section")
     test_line = ax.axhline(np.nan, color="black", linestyle="--", linewidth=1, animated=True, label="test accuracy")
     marker = ax.axvline(0, color="crimson", linewidth=1.5, animated=True, label="stream position")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,7 @@ import numpy as np
 
 from projects.online.model import MLPParams, scale_images
 
-__all__ = ["correct_counts", "evaluate_snapshots", "segment_accuracy"]
+__all__ = ["GroupWeights", "correct_counts", "evaluate_snapshots", "group_weights", "segment_accuracy"]
 
 # Byte budgets for one compiled evaluation call: float32 hidden activations (rows, G, H) and the
 # first-layer weights of a snapshot group (G, D, H). They bound memory, not speed.
@@ -24,36 +25,48 @@ _HIDDEN_BYTES = 64 * 2**20
 _GROUP_WEIGHT_BYTES = 128 * 2**20
 
 
-@partial(jax.jit, static_argnames=("rows", "group", "n_segments"))
+class GroupWeights(NamedTuple):
+    """A group of G snapshots laid out for `correct_counts`."""
+
+    w1: jax.Array  # (D, G*H): snapshot g's first layer in columns g*H..(g+1)*H-1
+    b1: jax.Array  # (G*H,)
+    w2: jax.Array  # (G, H, K)
+    b2: jax.Array  # (G, K)
+
+
+@partial(jax.jit, static_argnames=("group",))
+def group_weights(snapshots: MLPParams, first_snapshot: jax.Array, *, group: int) -> GroupWeights:
+    """Lay out snapshots first_snapshot..first_snapshot+group-1 (stacked on a leading axis) for one matmul."""
+    snapshots = jax.tree.map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, first_snapshot, group), snapshots)
+    _, d_in, hidden = snapshots.w1.shape
+    w1 = jnp.transpose(snapshots.w1, (1, 0, 2)).reshape(d_in, group * hidden)
+    return GroupWeights(w1, snapshots.b1.reshape(-1), snapshots.w2, snapshots.b2)
+
+
+@partial(jax.jit, static_argnames=("rows", "n_segments"))
 def correct_counts(
-    snapshots: MLPParams,
+    weights: GroupWeights,
     images: jax.Array,
     labels: jax.Array,
     segment_ids: jax.Array,
-    first_snapshot: jax.Array,
     start: jax.Array,
     *,
     rows: int,
-    group: int,
     n_segments: int,
 ) -> jax.Array:
-    """Count correct predictions of `group` snapshots on each segment within a chunk of `rows` images.
+    """Count correct predictions of a snapshot group on each segment within a chunk of `rows` images.
 
-    snapshots: parameters stacked along a leading axis; the group is first_snapshot..first_snapshot+group-1.
     images: (N, D) uint8; labels, segment_ids: (N,) int32, where an id outside 0..n_segments-1 drops
-    the row; the chunk is rows start..start+rows-1. Returns (group, n_segments) float32. Both offsets
-    are traced, so every chunk and group of one size shares one compilation.
+    the row; the chunk is rows start..start+rows-1. Returns (G, n_segments) float32. `start` is
+    traced, so every chunk of one size shares one compilation.
     """
-    snapshots = jax.tree.map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, first_snapshot, group), snapshots)
     x = scale_images(jax.lax.dynamic_slice_in_dim(images, start, rows))  # (R, D)
     y = jax.lax.dynamic_slice_in_dim(labels, start, rows)  # (R,)
     segments = jax.lax.dynamic_slice_in_dim(segment_ids, start, rows)  # (R,)
 
-    n_snapshots, d_in, hidden = snapshots.w1.shape
-    w1 = jnp.transpose(snapshots.w1, (1, 0, 2)).reshape(d_in, n_snapshots * hidden)  # (D, G*H)
-    pre = x @ w1 + snapshots.b1.reshape(-1)  # (R, G*H)
-    activations = jax.nn.relu(pre).reshape(rows, n_snapshots, hidden)  # (R, G, H)
-    out = jnp.einsum("rgh,ghk->rgk", activations, snapshots.w2) + snapshots.b2  # (R, G, K)
+    n_snapshots, hidden, _ = weights.w2.shape
+    activations = jax.nn.relu(x @ weights.w1 + weights.b1).reshape(rows, n_snapshots, hidden)  # (R, G, H)
+    out = jnp.einsum("rgh,ghk->rgk", activations, weights.w2) + weights.b2  # (R, G, K)
     correct = (jnp.argmax(out, axis=-1) == y[:, None]).astype(jnp.float32)  # (R, G)
     return jax.ops.segment_sum(correct, segments, num_segments=n_segments).T  # (G, n_segments)
 
@@ -96,14 +109,11 @@ def evaluate_snapshots(
     counts = []
     calls = 0
     for g in range(n_groups):
-        first_snapshot = jnp.asarray(g * group, jnp.int32)
+        weights = group_weights(padded_snapshots, jnp.asarray(g * group, jnp.int32), group=group)
         total = jnp.zeros((group, n_segments), jnp.float32)
         for chunk in range(n_chunks):
             start = jnp.asarray(chunk * rows, jnp.int32)
-            total = total + correct_counts(
-                padded_snapshots, images, labels, segments, first_snapshot, start,
-                rows=rows, group=group, n_segments=n_segments,
-            )
+            total = total + correct_counts(weights, images, labels, segments, start, rows=rows, n_segments=n_segments)
             calls += 1
             if on_chunk is not None:
                 on_chunk(calls)

@@ -44,6 +44,15 @@ def _thousands(values: np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=np.float64) / 1000.0
 
 
+def _accuracy_floor(*arrays: np.ndarray) -> float:
+    """Return a lower axis limit: the 2nd percentile of the finite values rounded down to 0.1, at least 0."""
+    values = np.concatenate([np.ravel(a) for a in arrays]).astype(np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return 0.0
+    return max(0.0, np.floor(np.percentile(values, 2) * 10) / 10)
+
+
 def _mark_divergence(ax, results: RunResults) -> None:
     if results.divergence.diverged:
         step = results.divergence.step
@@ -93,7 +102,7 @@ def final_sections_figure(results: RunResults) -> Figure:
     ax.axhline(results.final_test_accuracy, color="black", linestyle="--", linewidth=1,
                label=f"final test accuracy {results.final_test_accuracy:.4f}")
     ax.set_xlim(0, _thousands(bounds[-1]))
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(_accuracy_floor(final, best, [results.final_test_accuracy]), 1.005)
     ax.set_xlabel(f"stream position (thousands of examples), {len(final)} sections")
     ax.set_ylabel("accuracy on the section")
     ax.set_title(
@@ -111,10 +120,12 @@ def heatmap_figure(results: RunResults) -> Figure:
     total = int(results.frame_examples[-1])
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("lightgray")
+    # Colours start at the 2nd percentile (rounded down to 0.1) so a run that stays above 0.9 still shows detail.
+    floor = _accuracy_floor(results.accuracy)
 
     fig, ax = plt.subplots(figsize=(9, 6.5), layout="constrained")
     image = ax.imshow(
-        np.ma.masked_invalid(results.accuracy), origin="lower", aspect="auto", cmap=cmap, vmin=0, vmax=1,
+        np.ma.masked_invalid(results.accuracy), origin="lower", aspect="auto", cmap=cmap, vmin=floor, vmax=1,
         extent=(0, _thousands(n_examples), 0, _thousands(total)), interpolation="nearest",
     )
     position = stream_position(results.frame_examples, n_examples).astype(np.float64)
@@ -126,7 +137,8 @@ def heatmap_figure(results: RunResults) -> Figure:
     ax.set_ylabel("training examples seen at the frame (thousands)")
     ax.set_title(f"Accuracy on every section of the stream, frame by frame ({results.config.order} order)")
     ax.legend(loc="upper left", framealpha=0.8)
-    fig.colorbar(image, ax=ax, label="accuracy on the section (gray: undefined, weights non-finite)")
+    fig.colorbar(image, ax=ax, extend="min" if floor > 0 else "neither",
+                 label="accuracy on the section (gray: undefined, weights non-finite)")
     return fig
 
 

@@ -1,0 +1,332 @@
+"""Unit tests of the online experiment: stream orders, compiled training, section evaluation, summaries.
+
+Each compiled routine is checked against a plain per-step or per-example Python loop on seeded data.
+Run with `uv run pytest test-scripts/test_online.py` or `uv run python test-scripts/test_online.py`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from projects.online.compilation import CompileWatcher
+from projects.online.evaluation import correct_counts, evaluate_snapshots, segment_accuracy
+from projects.online.model import MLPParams, example_losses, init_params, logits
+from projects.online.stream import (
+    batch_schedule,
+    examples_seen,
+    frame_steps,
+    section_bounds,
+    section_of_examples,
+    stream_order,
+)
+from projects.online.summaries import divergence, seen_sections, summarize_frames
+from projects.online.training import init_state, make_train_chunk, train_with_snapshots
+
+D_IN, HIDDEN, CLASSES = 12, 6, 10
+
+
+def _labels(n: int = 500, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 10, size=n).astype(np.int32)
+
+
+def _dataset(n: int, seed: int = 0) -> tuple[jax.Array, jax.Array]:
+    """Random uint8 images (n, D_IN) and labels that depend on them, so a model can learn something."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, D_IN)).astype(np.uint8)
+    labels = (images[:, :3].astype(np.int64).sum(axis=1) * 10 // 766).astype(np.int32)
+    return jnp.asarray(images), jnp.asarray(labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stream orders
+
+
+def _class_changes(labels: np.ndarray) -> int:
+    return int(np.count_nonzero(np.diff(labels)))
+
+
+@pytest.mark.parametrize("order", ["shuffled", "sorted", "split", "classwise"])
+def test_order_is_permutation(order):
+    labels = _labels()
+    stream = stream_order(labels, order, jax.random.key(0))
+    assert sorted(stream.tolist()) == list(range(len(labels)))
+    assert not np.array_equal(stream, np.arange(len(labels)))
+
+
+def test_shuffled_order_seeded():
+    labels = _labels()
+    first = stream_order(labels, "shuffled", jax.random.key(1))
+    again = stream_order(labels, "shuffled", jax.random.key(1))
+    other = stream_order(labels, "shuffled", jax.random.key(2))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    # A shuffled stream mixes classes: far more class changes than the 9 of a sorted stream.
+    assert _class_changes(labels[first]) > 300
+
+
+def test_sorted_order_stable():
+    labels = _labels()
+    stream = stream_order(labels, "sorted", jax.random.key(0))
+    assert np.all(np.diff(labels[stream]) >= 0)
+    for label in range(10):
+        within = stream[labels[stream] == label]
+        assert np.all(np.diff(within) > 0), f"class {label} is not in dataset order"
+    assert np.array_equal(stream, stream_order(labels, "sorted", jax.random.key(5)))
+
+
+def test_split_order_halves_interleaved():
+    labels = _labels()
+    stream = stream_order(labels, "split", jax.random.key(0))
+    n_low = int(np.sum(labels < 5))
+    assert np.all(labels[stream[:n_low]] < 5)
+    assert np.all(labels[stream[n_low:]] >= 5)
+    # Interleaved: classes alternate throughout each half instead of forming blocks.
+    assert _class_changes(labels[stream[:n_low]]) > n_low // 2
+    assert _class_changes(labels[stream[n_low:]]) > (len(labels) - n_low) // 2
+    assert not np.array_equal(stream, stream_order(labels, "split", jax.random.key(1)))
+
+
+def test_classwise_order_blocks():
+    labels = _labels()
+    stream = stream_order(labels, "classwise", jax.random.key(0))
+    assert np.all(np.diff(labels[stream]) >= 0)
+    assert _class_changes(labels[stream]) == 9
+    within = stream[labels[stream] == 3]
+    assert not np.all(np.diff(within) > 0), "classwise should shuffle within a class"
+    assert not np.array_equal(stream, stream_order(labels, "sorted", jax.random.key(0)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections, batches and frames
+
+
+def test_section_bounds_cover_stream():
+    bounds = section_bounds(10, 3)
+    assert bounds.tolist() == [0, 3, 6, 10]
+
+
+def test_section_of_examples_follows_stream():
+    order = np.array([4, 2, 0, 1, 3])
+    sections = section_of_examples(order, 2)  # positions 0-1 -> section 0, positions 2-4 -> section 1
+    assert sections[4] == 0 and sections[2] == 0
+    assert sections[0] == 1 and sections[1] == 1 and sections[3] == 1
+
+
+def test_batch_schedule_pads_last_batch():
+    order = np.array([5, 3, 1, 0, 2, 4, 6])
+    indices, mask = batch_schedule(order, batch_size=3, epochs=2)
+    assert indices.shape == (6, 3)
+    assert indices[:3].reshape(-1)[:7].tolist() == order.tolist()
+    assert mask[:3].reshape(-1).tolist() == [True] * 7 + [False] * 2
+    assert np.array_equal(indices[3:], indices[:3])
+
+
+def test_frame_steps_even():
+    steps = frame_steps(50, 6)
+    assert steps[0] == 0 and steps[-1] == 50
+    assert set(np.diff(steps).tolist()) == {8, 9}
+
+
+def test_examples_seen_across_passes():
+    seen = examples_seen(np.array([0, 1, 3, 4, 6, 7]), batch_size=3, n_examples=7)
+    # 3 steps per pass: the third step holds the last example only.
+    assert seen.tolist() == [0, 3, 7, 10, 14, 17]
+
+
+# ----------------------------------------------------------------------------------------------
+# Compiled training against a plain loop
+
+
+def _reference_training(params, images, labels, indices, mask, lr):
+    """Train one step at a time in Python, recording each example's loss before the step."""
+    optimizer = optax.adam(lr)
+    opt_state = optimizer.init(params)
+    losses, correct = [], []
+    images, labels = np.asarray(images), np.asarray(labels)
+    for batch, batch_mask in zip(indices, mask):
+        x = jnp.asarray(images[batch].astype(np.float32) / 255.0)
+        y = jnp.asarray(labels[batch])
+        weights = jnp.asarray(batch_mask, jnp.float32)
+        example_loss, example_logits = example_losses(params, x, y)
+        losses.append(np.asarray(example_loss))
+        correct.append(np.asarray(jnp.argmax(example_logits, -1) == y))
+
+        def objective(p):
+            return jnp.sum(example_losses(p, x, y)[0] * weights) / jnp.sum(weights)
+
+        grads = jax.grad(objective)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+    return params, np.stack(losses), np.stack(correct)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_scan_matches_plain_loop(batch_size):
+    images, labels = _dataset(30)
+    order = stream_order(np.asarray(labels), "shuffled", jax.random.key(3))
+    indices, mask = batch_schedule(order, batch_size, epochs=2)
+    optimizer = optax.adam(1e-2)
+    state = init_state(jax.random.key(4), D_IN, HIDDEN, CLASSES, optimizer)
+    steps = frame_steps(len(indices), 3)
+
+    final, snapshots, metrics = train_with_snapshots(
+        make_train_chunk(optimizer), state, images, labels, indices, mask, steps
+    )
+    expected_params, expected_loss, expected_correct = _reference_training(
+        state.params, images, labels, indices, mask, 1e-2
+    )
+
+    assert int(final.step) == len(indices)
+    for leaf, expected in zip(final.params, expected_params):
+        np.testing.assert_allclose(leaf, expected, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(metrics.loss)[mask], expected_loss[mask], rtol=2e-5, atol=2e-6)
+    assert np.array_equal(np.asarray(metrics.correct)[mask], expected_correct[mask])
+    assert snapshots.w1.shape == (len(steps), D_IN, HIDDEN)
+    np.testing.assert_array_equal(snapshots.w1[0], state.params.w1)
+    np.testing.assert_array_equal(snapshots.w1[-1], final.params.w1)
+
+
+def test_prequential_loss_before_update():
+    images, labels = _dataset(8)
+    optimizer = optax.adam(0.1)
+    state = init_state(jax.random.key(0), D_IN, HIDDEN, CLASSES, optimizer)
+    indices = np.arange(8, dtype=np.int32).reshape(8, 1)
+    mask = np.ones((8, 1), bool)
+    _, snapshots, metrics = train_with_snapshots(
+        make_train_chunk(optimizer), state, images, labels, indices, mask, np.arange(9)
+    )
+    for step in range(8):
+        params = jax.tree.map(lambda leaf: leaf[step], snapshots)
+        x = images[step : step + 1].astype(jnp.float32) / 255.0
+        loss_before, _ = example_losses(params, x, labels[step : step + 1])
+        np.testing.assert_allclose(metrics.loss[step], loss_before, rtol=1e-5)
+
+
+def test_training_compiles_once_per_length():
+    images, labels = _dataset(50)
+    indices, mask = batch_schedule(np.arange(50), 1, 1)
+    optimizer = optax.adam(1e-3)
+    state = init_state(jax.random.key(0), D_IN, HIDDEN, CLASSES, optimizer)
+    train_chunk = make_train_chunk(optimizer)
+    steps = frame_steps(50, 6)  # chunks of 8 and 9 steps
+    compiles_after_chunk = []
+
+    with CompileWatcher() as watcher:
+        train_with_snapshots(
+            train_chunk, state, images, labels, indices, mask, steps,
+            on_chunk=lambda _: compiles_after_chunk.append(watcher.backend_compiles),
+        )
+    # The 8-step scan compiles in chunk 1, the 1-step scan in chunk 3 (the first 9-step chunk).
+    assert train_chunk._cache_size() == 2
+    assert compiles_after_chunk[0] >= 1
+    assert len(set(compiles_after_chunk[2:])) == 1, compiles_after_chunk
+
+
+# ----------------------------------------------------------------------------------------------
+# Section evaluation against a plain loop
+
+
+def _random_snapshots(count: int, seed: int = 0) -> MLPParams:
+    params = [init_params(jax.random.key(seed + i), D_IN, HIDDEN, CLASSES) for i in range(count)]
+    # Scale up so predictions differ between snapshots and examples.
+    return jax.tree.map(lambda *leaves: 30.0 * jnp.stack(leaves), *params)
+
+
+def test_evaluation_matches_plain_loop():
+    images, labels = _dataset(53, seed=1)
+    segments = np.random.default_rng(2).integers(0, 4, size=53).astype(np.int32)
+    snapshots = _random_snapshots(5)
+
+    counts = evaluate_snapshots(snapshots, images, labels, segments, 4, rows=10, group=2)
+
+    expected = np.zeros((5, 4))
+    for snapshot in range(5):
+        params = jax.tree.map(lambda leaf: leaf[snapshot], snapshots)
+        for example in range(53):
+            x = images[example : example + 1].astype(jnp.float32) / 255.0
+            predicted = int(jnp.argmax(logits(params, x)[0]))
+            expected[snapshot, segments[example]] += predicted == int(labels[example])
+    np.testing.assert_array_equal(counts, expected)
+    assert expected.sum() > 0
+
+
+def test_evaluation_compiles_once():
+    images, labels = _dataset(53, seed=1)
+    segments = np.zeros(53, np.int32)
+    before = correct_counts._cache_size()
+    evaluate_snapshots(_random_snapshots(5), images, labels, segments, 1, rows=7, group=2)
+    evaluate_snapshots(_random_snapshots(5, seed=9), images, labels, segments, 1, rows=7, group=2)
+    # 8 chunks x 3 groups x 2 calls share one compilation.
+    assert correct_counts._cache_size() == before + 1
+
+
+def test_nonfinite_snapshot_accuracy_nan():
+    accuracy = segment_accuracy(np.array([[2.0, 1.0], [1.0, 1.0]]), np.array([4, 2]), np.array([True, False]))
+    np.testing.assert_allclose(accuracy[0], [0.5, 0.5])
+    assert np.all(np.isnan(accuracy[1]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Summaries and divergence
+
+
+def test_summary_matches_definitions():
+    accuracy = np.array([[0.1, 0.2, 0.3], [0.9, 0.5, 0.4], [0.7, 0.8, 0.6]])
+    seen = seen_sections(np.array([0, 4, 9]), n_examples=9, n_sections=3)
+    assert seen.tolist() == [[False] * 3, [True, False, False], [True] * 3]
+
+    summary = summarize_frames(accuracy, seen)
+    np.testing.assert_allclose(summary.mean, accuracy.mean(axis=1))
+    np.testing.assert_allclose(summary.median, [0.2, 0.5, 0.7])
+    np.testing.assert_allclose(summary.min, [0.1, 0.4, 0.6])
+    np.testing.assert_allclose(summary.max, [0.3, 0.9, 0.8])
+    np.testing.assert_allclose(summary.std, accuracy.std(axis=1))
+    np.testing.assert_allclose(summary.seen_mean, [np.nan, 0.9, 0.7])
+    np.testing.assert_allclose(summary.unseen_mean, [0.2, 0.45, np.nan])
+    np.testing.assert_allclose(summary.forgetting, [0.2, 0.0, 0.0], atol=1e-12)
+    assert summary.mean_forgetting == pytest.approx(0.2 / 3)
+
+
+def test_summary_skips_undefined_frames():
+    accuracy = np.array([[0.5, 0.6], [np.nan, np.nan]])
+    summary = summarize_frames(accuracy, np.zeros((2, 2), bool))
+    assert np.isnan(summary.mean[1])
+    assert np.all(np.isnan(summary.forgetting))
+
+
+def test_divergence_threshold_and_nan():
+    losses = np.array([[0.5, 0.1], [2.0, 150.0], [np.nan, 1.0], [np.inf, 0.0]])
+    mask = np.ones_like(losses, dtype=bool)
+    found = divergence(losses, mask, threshold=100.0)
+    assert found.diverged and found.step == 1
+    assert found.loss == 150.0
+    assert found.nonfinite_step == 2
+
+
+def test_divergence_ignores_padding():
+    losses = np.array([[0.5, np.nan], [0.4, 0.3]])
+    mask = np.array([[True, False], [True, True]])
+    assert not divergence(losses, mask, threshold=100.0).diverged
+
+
+def test_large_lr_diverges():
+    images, labels = _dataset(40)
+    indices, mask = batch_schedule(np.arange(40), 1, 1)
+    optimizer = optax.adam(1e30)
+    state = init_state(jax.random.key(0), D_IN, HIDDEN, CLASSES, optimizer)
+    _, _, metrics = train_with_snapshots(
+        make_train_chunk(optimizer), state, images, labels, indices, mask, frame_steps(40, 4)
+    )
+    found = divergence(np.asarray(metrics.loss), mask, threshold=100.0)
+    assert found.diverged
+    assert found.nonfinite_step is not None and found.step <= found.nonfinite_step < 40
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q", *sys.argv[1:]]))
