@@ -75,7 +75,12 @@ def progress_figure(results: RunResults) -> Figure:
     ax_acc.plot(x, moving_average(correct, window), color="tab:green")
     ax_acc.set_ylim(0, 1)
     ax_acc.set_ylabel("prequential accuracy")
+    nonfinite_step = results.divergence.nonfinite_step
+    if nonfinite_step is not None:
+        ax_loss.text(0.98, 0.95, f"loss NaN or infinite from step {nonfinite_step:,} on", transform=ax_loss.transAxes,
+                     ha="right", va="top", color="crimson")
     for ax in (ax_loss, ax_acc):
+        ax.set_xlim(0, _thousands(len(loss)))
         ax.set_xlabel("training examples seen (thousands)")
         ax.grid(alpha=0.3)
         _mark_divergence(ax, results)
@@ -117,16 +122,18 @@ def final_sections_figure(results: RunResults) -> Figure:
 def heatmap_figure(results: RunResults) -> Figure:
     """A[frame, section] as an image: stream position across, training progress up."""
     n_examples = int(results.section_bounds[-1])
-    total = int(results.frame_examples[-1])
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("lightgray")
     # Colours start at the 2nd percentile (rounded down to 0.1) so a run that stays above 0.9 still shows detail.
     floor = _accuracy_floor(results.accuracy)
 
+    # Row k is centred on the examples seen at frame k; columns are the exact section bounds.
+    seen = _thousands(results.frame_examples)
+    row_edges = np.concatenate([[seen[0]], (seen[:-1] + seen[1:]) / 2, [seen[-1]]])
     fig, ax = plt.subplots(figsize=(9, 6.5), layout="constrained")
-    image = ax.imshow(
-        np.ma.masked_invalid(results.accuracy), origin="lower", aspect="auto", cmap=cmap, vmin=floor, vmax=1,
-        extent=(0, _thousands(n_examples), 0, _thousands(total)), interpolation="nearest",
+    image = ax.pcolormesh(
+        _thousands(results.section_bounds), row_edges, np.ma.masked_invalid(results.accuracy),
+        cmap=cmap, vmin=floor, vmax=1, rasterized=True,
     )
     position = stream_position(results.frame_examples, n_examples).astype(np.float64)
     # Break the line where a new pass starts, so it does not cross the image.

@@ -19,22 +19,30 @@ Needs MNIST in $SEEWHY_DATA_DIR/mnist/ (the four IDX files) or in the dataset ca
 
 from __future__ import annotations
 
+import math
 import sys
 
 from projects.online.config import OnlineConfig
 from projects.online.run import run
+from shared_lib.datasets import DatasetFileError, DatasetNotFoundError
 from shared_lib.experiment import configure_logging, parse_config
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(OnlineConfig, argv, description=__doc__)
     configure_logging(quiet=config.quiet)
-    results = run(config)
+    try:
+        results = run(config)
+    except (DatasetNotFoundError, DatasetFileError) as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 1
 
     width = max(len(name) for name in results.artifacts)
-    print(f"Run {results.run_id}: final test accuracy {results.final_test_accuracy:.4f}")
+    accuracy = results.final_test_accuracy
+    accuracy_text = "undefined (weights non-finite)" if math.isnan(accuracy) else f"{accuracy:.4f}"
+    print(f"Run {results.run_id}: final test accuracy {accuracy_text}")
     if results.divergence.diverged:
-        print(f"Diverged at step {results.divergence.step:,} (see metrics.json, divergence)")
+        print(f"Diverged at step {results.divergence.step:,}; metrics.json has the details under 'divergence'")
     for name, location in results.artifacts.items():
         print(f"  {name:<{width}}  {location}")
     return 0
