@@ -493,9 +493,13 @@ class R2Client:
         raise TypeError(f"data must be bytes, a path or a binary file object, got {type(data).__name__}")
 
     def _upload_stream(self, key: str, stream: BinaryIO, size: int | None, headers: dict[str, str]) -> str:
-        first = _read_exactly(stream, self.multipart_threshold + 1)
-        if len(first) <= self.multipart_threshold:
-            return self._put_object(key, first, headers)
+        if size is not None and size > self.multipart_threshold:
+            first = b""
+        else:
+            # Small or of unknown length: read just past the threshold to choose PUT or multipart.
+            first = _read_exactly(stream, self.multipart_threshold + 1)
+            if len(first) <= self.multipart_threshold:
+                return self._put_object(key, first, headers)
         part_size = _part_size_for(size, self.part_size)
         return self._multipart_upload(key, _iter_parts(first, stream, part_size), headers)
 

@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -604,6 +603,7 @@ def test_head_values(client):
 
     info = client.head("head/x")
 
+    assert isinstance(info, ObjectInfo)
     assert info.key == "head/x"
     assert info.size == len(data)
     assert info.etag == hashlib.md5(data).hexdigest()
