@@ -71,6 +71,10 @@ _MAX_SINGLE_PUT = 5 * 1024 * MiB - 5 * MiB
 REQUIRED_VARIABLES = ("R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_ENDPOINT_URL", "R2_BUCKET_NAME")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Failures after which the same request may succeed: no connection, a timeout, or a response body
+# cut short.
+_RETRYABLE_EXCEPTIONS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
 # S3 bucket naming rules: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending
 # with a letter or digit.
 _BUCKET_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -266,7 +270,11 @@ def _parse_xml(body: bytes) -> ET.Element | None:
 
 def _error_from_response(response: requests.Response, *, operation: str, key: str | None) -> R2Error:
     """Build an R2Error from an error response, with the S3 Code and Message when the body has them."""
-    root = _parse_xml(response.content) if response.content else None
+    try:
+        content = response.content
+    except requests.RequestException:
+        content = b""
+    root = _parse_xml(content) if content else None
     code = message = None
     if root is not None and _local_name(root) == "Error":
         code = _child_text(root, "Code")
@@ -414,52 +422,54 @@ class R2Client:
         )
         return headers
 
-    def _retry_delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
-
     def _request(self, method: str, *, key: str | None = None, query: Mapping[str, str] | None = None,
                  body: bytes = b"", headers: Mapping[str, str] | None = None, operation: str,
                  bucket: str | None = None, allowed: tuple[int, ...] = (200,),
                  stream: bool = False) -> requests.Response:
-        """Send one signed request, retrying connection errors, 5xx and 429 with backoff.
+        """Send one signed request, retrying connection errors, timeouts, 5xx and 429 with backoff.
 
-        Each attempt is signed again with a fresh date. Returns the response when its status is in
-        `allowed`, and raises R2Error otherwise.
+        Each attempt is signed again with a fresh date and sends the whole body again. Returns the
+        response when its status is in `allowed`, and raises R2Error otherwise.
         """
         bucket = bucket if bucket is not None else self.config.bucket_name
         url = self._url(bucket, key, query)
+        target = f"{bucket}/{key}" if key is not None else bucket
         payload_sha256 = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         attempts = self.max_retries + 1
 
         for attempt in range(attempts):
+            is_last = attempt + 1 == attempts
             signed = self._signed_headers(method, url, payload_sha256, headers or {})
             started = time.perf_counter()
             try:
                 response = self.session.request(method, url, data=body, headers=signed, timeout=self.timeout,
                                                 stream=stream, allow_redirects=False)
-            except (requests.ConnectionError, requests.Timeout) as error:
-                if attempt + 1 == attempts:
+            except _RETRYABLE_EXCEPTIONS as error:
+                if is_last:
                     raise R2Error(f"{operation} failed after {attempts} attempts: {error}", key=key) from error
-                delay = self._retry_delay(attempt)
-                logger.warning("%s %r: %s; retry %d of %d in %.2f s", operation, key, error.__class__.__name__,
-                               attempt + 1, self.max_retries, delay)
-                time.sleep(delay)
+                self._wait_before_retry(attempt, operation, target, error.__class__.__name__)
                 continue
+            except requests.RequestException as error:
+                raise R2Error(f"{operation} failed: {error}", key=key) from error
 
-            logger.debug("%s %r: HTTP %d in %.3f s", operation, key, response.status_code,
+            logger.debug("%s %s: HTTP %d in %.3f s", operation, target, response.status_code,
                          time.perf_counter() - started)
             if response.status_code in allowed:
                 return response
             error = _error_from_response(response, operation=operation, key=key)
             response.close()
-            if (response.status_code >= 500 or response.status_code == 429) and attempt + 1 < attempts:
-                delay = self._retry_delay(attempt)
-                logger.warning("%s %r: %s; retry %d of %d in %.2f s", operation, key, error, attempt + 1,
-                               self.max_retries, delay)
-                time.sleep(delay)
+            if (response.status_code >= 500 or response.status_code == 429) and not is_last:
+                self._wait_before_retry(attempt, operation, target, str(error))
                 continue
             raise error
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _wait_before_retry(self, attempt: int, operation: str, target: str, reason: str) -> None:
+        """Log the failed attempt and sleep a random time up to backoff * 2**attempt (capped)."""
+        delay = random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+        logger.warning("%s %s failed (%s); retry %d of %d in %.2f s", operation, target, reason, attempt + 1,
+                       self.max_retries, delay)
+        time.sleep(delay)
 
     # -- upload --------------------------------------------------------------------------------------
 

@@ -684,6 +684,15 @@ def test_list_prefix(client):
     assert client.list("zzz") == []
 
 
+def test_list_prefix_special_characters(client):
+    keys = ["sp ace+plus/ü 1", "sp ace+plus/ü 2", "sp ace plus/x", "sp%20ace+plus/y"]
+    for key in keys:
+        client.upload(key, b"x")
+
+    assert [info.key for info in client.list("sp ace+plus/")] == ["sp ace+plus/ü 1", "sp ace+plus/ü 2"]
+    assert [info.key for info in client.list("sp%20")] == ["sp%20ace+plus/y"]
+
+
 def test_list_pagination(r2_env):
     session = CountingSession()
     client = R2Client(r2_env, session=session)
@@ -906,7 +915,9 @@ class CaptureServer:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
-        self.responses: collections.deque[tuple[int, bytes]] = collections.deque()
+        # Each planned response is (status, body) or (status, body, missing bytes): the last form
+        # declares a longer Content-Length than it sends, then closes the connection.
+        self.responses: collections.deque[tuple] = collections.deque()
         capture = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -918,12 +929,14 @@ class CaptureServer:
                 capture.requests.append({"method": self.command, "path": self.path,
                                          "headers": {name.lower(): value for name, value in self.headers.items()},
                                          "body": body})
-                status, reply = capture.responses.popleft() if capture.responses else (200, b"")
+                status, reply, *missing = capture.responses.popleft() if capture.responses else (200, b"")
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(reply)))
+                self.send_header("Content-Length", str(len(reply) + sum(missing)))
                 self.send_header("ETag", '"0123456789abcdef"')
                 self.end_headers()
                 self.wfile.write(reply)
+                if missing:
+                    self.close_connection = True
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
@@ -1031,6 +1044,37 @@ def test_no_retry_on_4xx(capture_server, status):
     assert raised.value.status == status
     assert raised.value.code == "SomeClientError"
     assert len(capture_server.requests) == 1
+
+
+def test_retry_truncated_body(capture_server):
+    capture_server.responses.extend([(200, b"first half", 50), (200, b"whole body")])
+    client = _capture_client(capture_server, max_retries=2)
+
+    assert client.download("cut") == b"whole body"
+    assert len(capture_server.requests) == 2
+
+
+def test_multipart_part_failure_aborts(capture_server):
+    capture_server.responses.extend([
+        (200, b"<InitiateMultipartUploadResult><UploadId>up-2</UploadId></InitiateMultipartUploadResult>"),
+        (200, b""),
+        (400, _error_body("InvalidPart")),
+        (204, b""),
+    ])
+    client = _capture_client(capture_server, multipart_threshold=MIN_PART_SIZE, part_size=MIN_PART_SIZE,
+                             max_workers=1, max_retries=0)
+
+    with pytest.raises(R2Error) as raised:
+        client.upload("part-fails", bytes(2 * MIN_PART_SIZE + 1))
+
+    requests_sent = [(request["method"], urlsplit(request["path"]).query) for request in capture_server.requests]
+    assert raised.value.code == "InvalidPart"
+    assert requests_sent == [
+        ("POST", "uploads="),
+        ("PUT", "partNumber=1&uploadId=up-2"),
+        ("PUT", "partNumber=2&uploadId=up-2"),
+        ("DELETE", "uploadId=up-2"),
+    ]
 
 
 def test_complete_error_in_200(capture_server):
