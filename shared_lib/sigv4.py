@@ -45,6 +45,7 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # Maximum lifetime that SigV4 allows for a presigned URL: 7 days, in seconds.
 MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
 
+
 def uri_encode(value: str | bytes, *, keep_slash: bool = False) -> str:
     """Percent-encode every byte except the unreserved A-Z a-z 0-9 - _ . ~ (and `/` if kept)."""
     return quote(value, safe="/" if keep_slash else "")
@@ -69,7 +70,7 @@ def _remove_dot_segments(path: str) -> str:
 
 
 def canonical_uri(path: str, *, service: str) -> str:
-    """Step 1: the canonical URI of a URL path as sent on the wire (percent-encoded).
+    """Return the canonical URI (step 1) of a URL path as sent on the wire, percent-encoded.
 
     For S3 the path is decoded and each byte encoded exactly once, and it is never normalised,
     because `a//b` and `a/../b` are distinct object keys. Other services get the generic rules:
@@ -81,7 +82,7 @@ def canonical_uri(path: str, *, service: str) -> str:
 
 
 def canonical_query_string(query: str) -> str:
-    """Step 2: the query parameters, each name and value encoded once, sorted by name then value."""
+    """Return the canonical query string (step 2): names and values encoded once, sorted by name, then value."""
     pairs = []
     for item in query.split("&"):
         if not item:
@@ -92,7 +93,7 @@ def canonical_query_string(query: str) -> str:
 
 
 def canonical_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[str, str]:
-    """Step 3: the canonical header block and the signed-header list, for every header given.
+    """Return the canonical header block and the signed-header list (step 3) of every header given.
 
     Names are lowercased, values trimmed with inner runs of spaces collapsed, and repeated names
     joined with commas in the order given.
@@ -109,7 +110,7 @@ def canonical_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) ->
 
 def canonical_request(method: str, uri: str, query: str, header_block: str, signed_headers: str,
                       payload_sha256: str) -> str:
-    """Step 4: join the canonical parts into the canonical request."""
+    """Join the canonical parts into the canonical request (step 4)."""
     return "\n".join([method.upper(), uri, query, header_block, signed_headers, payload_sha256])
 
 
@@ -119,13 +120,13 @@ def credential_scope(amz_date: str, region: str, service: str) -> str:
 
 
 def string_to_sign(amz_date: str, scope: str, request: str) -> str:
-    """Step 5: the string to sign, which carries the SHA-256 of the canonical request."""
+    """Return the string to sign (step 5), which carries the SHA-256 of the canonical request."""
     request_hash = hashlib.sha256(request.encode("utf-8")).hexdigest()
     return "\n".join([ALGORITHM, amz_date, scope, request_hash])
 
 
 def signing_key(secret_access_key: str, amz_date: str, region: str, service: str) -> bytes:
-    """Step 6: derive the signing key by chaining HMAC-SHA256 over date, region and service."""
+    """Derive the signing key (step 6) by chaining HMAC-SHA256 over date, region and service."""
     key = ("AWS4" + secret_access_key).encode("utf-8")
     for part in (amz_date[:8], region, service, "aws4_request"):
         key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
@@ -133,7 +134,7 @@ def signing_key(secret_access_key: str, amz_date: str, region: str, service: str
 
 
 def signature(key: bytes, text_to_sign: str) -> str:
-    """Step 7: the hex HMAC-SHA256 of the string to sign."""
+    """Return the signature (step 7): the hex HMAC-SHA256 of the string to sign."""
     return hmac.new(key, text_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
@@ -166,6 +167,10 @@ def sign_v4(method: str, url: str, headers: Mapping[str, str] | Iterable[tuple[s
     `payload_sha256` is the hex SHA-256 of the body. `amz_date` is the request time in UTC.
     """
     _check_amz_date(amz_date)
+    headers = list(headers.items() if isinstance(headers, Mapping) else headers)
+    dates = [value.strip() for name, value in headers if name.strip().lower() == "x-amz-date"]
+    if dates != [amz_date]:
+        raise ValueError(f"the headers to sign must include one x-amz-date header equal to {amz_date!r}, got {dates}")
     request, signed_headers = build_canonical_request(method, url, headers, payload_sha256, service=service)
     scope = credential_scope(amz_date, region, service)
     key = signing_key(secret_access_key, amz_date, region, service)
@@ -204,8 +209,10 @@ def presign_v4(method: str, url: str, *, access_key_id: str, secret_access_key: 
 
 
 def encode_query(params: Mapping[str, str]) -> str:
+    """Return `name=value` pairs joined by `&`, each name and value percent-encoded once."""
     return "&".join(f"{uri_encode(name)}={uri_encode(value)}" for name, value in params.items())
 
 
 def amz_date_now() -> str:
+    """Return the current UTC time in the SigV4 form, such as 20150830T123600Z."""
     return dt.datetime.now(dt.timezone.utc).strftime(AMZ_DATE_FORMAT)

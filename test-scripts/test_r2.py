@@ -309,8 +309,15 @@ def test_sign_v4_matches_botocore(key):
 @pytest.mark.parametrize("amz_date", ["2026-01-01T00:00:00Z", "20260101T000000", "", "20260101"])
 def test_sign_v4_invalid_date(amz_date):
     with pytest.raises(ValueError, match="amz_date"):
-        sigv4.sign_v4("GET", "https://h/b", {"host": "h"}, sigv4.EMPTY_SHA256, access_key_id="a",
-                      secret_access_key="s", region="auto", service="s3", amz_date=amz_date)
+        sigv4.sign_v4("GET", "https://h/b", {"host": "h", "x-amz-date": amz_date}, sigv4.EMPTY_SHA256,
+                      access_key_id="a", secret_access_key="s", region="auto", service="s3", amz_date=amz_date)
+
+
+@pytest.mark.parametrize("headers", [{"host": "h"}, {"host": "h", "x-amz-date": "20260101T000001Z"}])
+def test_sign_v4_requires_matching_date(headers):
+    with pytest.raises(ValueError, match="x-amz-date"):
+        sigv4.sign_v4("GET", "https://h/b", headers, sigv4.EMPTY_SHA256, access_key_id="a",
+                      secret_access_key="s", region="auto", service="s3", amz_date="20260101T000000Z")
 
 
 def test_sign_v4_requires_host():
@@ -1052,6 +1059,31 @@ def test_retry_truncated_body(capture_server):
 
     assert client.download("cut") == b"whole body"
     assert len(capture_server.requests) == 2
+
+
+def test_download_to_retries_truncated(capture_server, tmp_path):
+    capture_server.responses.extend([(200, b"first half", 50), (200, b"whole body")])
+    client = _capture_client(capture_server, max_retries=2)
+    target = tmp_path / "out.bin"
+
+    client.download_to("cut", target)
+
+    assert target.read_bytes() == b"whole body"
+    assert len(capture_server.requests) == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_download_to_truncated_exhausted(capture_server, tmp_path):
+    capture_server.responses.extend([(200, b"first half", 50), (200, b"again half", 50)])
+    client = _capture_client(capture_server, max_retries=1)
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"previous")
+
+    with pytest.raises(R2Error, match="reading the body"):
+        client.download_to("cut", target)
+
+    assert target.read_bytes() == b"previous"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.bin"]
 
 
 def test_multipart_part_failure_aborts(capture_server):
