@@ -114,8 +114,8 @@ def test_section_bounds_cover_stream():
 def test_section_of_examples_follows_stream():
     order = np.array([4, 2, 0, 1, 3])
     sections = section_of_examples(order, 2)  # positions 0-1 -> section 0, positions 2-4 -> section 1
-    assert sections[4] == 0 and sections[2] == 0
-    assert sections[0] == 1 and sections[1] == 1 and sections[3] == 1
+    assert sections[[4, 2]].tolist() == [0, 0]
+    assert sections[[0, 1, 3]].tolist() == [1, 1, 1]
 
 
 def test_batch_schedule_pads_last_batch():
@@ -129,13 +129,14 @@ def test_batch_schedule_pads_last_batch():
 
 def test_frame_steps_even():
     steps = frame_steps(50, 6)
-    assert steps[0] == 0 and steps[-1] == 50
+    assert steps[0] == 0
+    assert steps[-1] == 50
     assert set(np.diff(steps).tolist()) == {8, 9}
 
 
 def test_examples_seen_across_passes():
     seen = examples_seen(np.array([0, 1, 3, 4, 6, 7]), batch_size=3, n_examples=7)
-    # 3 steps per pass: the third step holds the last example only.
+    # 3 steps per pass: the third step contains the last example only.
     assert seen.tolist() == [0, 3, 7, 10, 14, 17]
 
 
@@ -226,6 +227,23 @@ def test_training_compiles_once_per_length():
     assert train_chunk._cache_size() == 2
     assert compiles_after_chunk[0] >= 1
     assert len(set(compiles_after_chunk[2:])) == 1, compiles_after_chunk
+
+
+def test_vmap_over_seeds_matches_single():
+    images, labels = _dataset(20)
+    indices, mask = batch_schedule(np.arange(20), 2, 1)
+    optimizer = optax.adam(1e-2)
+    train_chunk = make_train_chunk(optimizer)
+    states = [init_state(jax.random.key(seed), D_IN, HIDDEN, CLASSES, optimizer) for seed in (0, 1)]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+    batched_state, batched_metrics = jax.vmap(train_chunk, in_axes=(0, None, None, None, None))(
+        stacked, images, labels, indices, mask
+    )
+    for seed, state in enumerate(states):
+        single_state, single_metrics = train_chunk(state, images, labels, indices, mask)
+        np.testing.assert_allclose(batched_state.params.w1[seed], single_state.params.w1, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(batched_metrics.loss[seed], single_metrics.loss, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ version of this experiment usually looks like:
 - frame evaluation: a jitted accuracy function called once per section and once for the test set;
 - animation: a new matplotlib figure drawn for every frame.
 
-To keep the benchmark short the conventional side runs on a prefix (--conventional-steps training
-steps, --conventional-frames frames) and is extrapolated linearly to the full run; its cost per
-step and per frame does not depend on where in the run it is measured. Takes about 1.5 minutes.
+To keep the benchmark short, the conventional side runs on a prefix (--conventional-steps training
+steps, --conventional-frames frames) and is extrapolated linearly to the full run. That is valid
+because its cost per step and per frame does not depend on where in the run it is measured. Takes about 1.5 minutes.
 Needs MNIST in $SEEWHY_DATA_DIR/mnist/. Artifacts go through shared_lib.media as for any run.
 """
 

@@ -1,8 +1,8 @@
 """Accuracy of many parameter snapshots on many segments of a dataset, in large batched matmuls.
 
-All snapshots of a group share one pass over the data: a chunk of images is multiplied by the
-first-layer weights of every snapshot at once, (rows, P) @ (P, G*H), where P counts the pixels that
-are non-zero in some image. Evaluation is bound by the arithmetic of that matmul: on a 2-core x86
+All snapshots of a group share one pass over the data. A chunk of images is multiplied by the
+first-layer weights of every snapshot at once, (rows, P) @ (P, G*H). P counts the pixels that are
+non-zero in some image. Evaluation is bound by the arithmetic of that matmul: on a 2-core x86
 CPU with AVX-512 the default run evaluates at about 240 GFLOP/s whether G is 1, 4 or 101, so the
 grouping saves dispatch and image reads rather than arithmetic.
 """
@@ -22,7 +22,7 @@ from projects.online.model import MLPParams, scale_images
 __all__ = ["GroupWeights", "correct_counts", "evaluate_snapshots", "group_weights", "segment_accuracy"]
 
 # Byte budgets for one compiled evaluation call: float32 hidden activations (rows, G, H) and the
-# first-layer weights of a snapshot group (G, D, H). They bound memory, not speed.
+# first-layer weights of a snapshot group (G, D, H). They bound memory, and speed barely depends on them.
 _HIDDEN_BYTES = 64 * 2**20
 _GROUP_WEIGHT_BYTES = 128 * 2**20
 
@@ -61,9 +61,9 @@ def correct_counts(
 ) -> jax.Array:
     """Count correct predictions of a snapshot group on each segment within a chunk of `rows` images.
 
-    images: (N, P) uint8 with the pixels of `weights`; labels, segment_ids: (N,) int32, where an id outside 0..n_segments-1 drops
-    the row; the chunk is rows start..start+rows-1. Returns (G, n_segments) float32. `start` is
-    traced, so every chunk of one size shares one compilation.
+    images: (N, P) uint8 with the pixels of `weights`. labels, segment_ids: (N,) int32, and a row whose
+    id is outside 0..n_segments-1 is dropped. The chunk is rows start..start+rows-1.
+    Returns (G, n_segments) float32. `start` is traced, so every chunk of one size shares one compilation.
     """
     x = scale_images(jax.lax.dynamic_slice_in_dim(images, start, rows))  # (R, P)
     y = jax.lax.dynamic_slice_in_dim(labels, start, rows)  # (R,)
@@ -84,7 +84,7 @@ def evaluate_snapshots(
     n_segments: int,
     rows: int | None = None,
     group: int | None = None,
-    on_chunk: Callable[[int], None] | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Return the correct-prediction counts (F, n_segments) of F stacked snapshots on every segment.
 
@@ -92,7 +92,7 @@ def evaluate_snapshots(
     `rows` (images per call) and `group` (snapshots per call) default to sizes that keep one call's
     activations and weights within _HIDDEN_BYTES and _GROUP_WEIGHT_BYTES. The last group is padded
     with copies of the last snapshot and the last chunk with dropped rows, so every call has one shape
-    and `correct_counts` compiles once. `on_chunk(n)` is called after each call with the calls so far.
+    and `correct_counts` compiles once. `on_chunk(calls_done, calls_total)` is called after each call.
     """
     n_snapshots, d_in, hidden = snapshots.w1.shape
     n_images = images.shape[0]
@@ -126,7 +126,7 @@ def evaluate_snapshots(
             total = total + correct_counts(weights, images, labels, segments, start, rows=rows, n_segments=n_segments)
             calls += 1
             if on_chunk is not None:
-                on_chunk(calls)
+                on_chunk(calls, n_groups * n_chunks)
         counts.append(total)
     return np.asarray(jnp.concatenate(counts))[:n_snapshots]
 

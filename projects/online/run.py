@@ -131,7 +131,7 @@ def _run(config: OnlineConfig, run_id: str, show_progress: bool) -> RunResults:
             compile_before = watcher.seconds
             counts = evaluate_snapshots(
                 snapshots, eval_images, eval_labels, eval_segments, config.sections + 1,
-                on_chunk=lambda calls: bar.update(calls - bar.n),
+                on_chunk=lambda done, total: _advance(bar, done, total),
             )
             finite = _finite_snapshots(snapshots)
             segment_sizes = np.bincount(eval_segments, minlength=config.sections + 1)
@@ -228,6 +228,12 @@ def _peak_memory_mb() -> float:
     # ru_maxrss is in KiB on Linux and in bytes on macOS.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _advance(bar: tqdm, done: int, total: int) -> None:
+    if bar.total != total:
+        bar.reset(total=total)
+    bar.update(done - bar.n)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ class FrameSummary(NamedTuple):
 
 
 class Divergence(NamedTuple):
-    """Where training went wrong; each step is None when it never happened."""
+    """The first bad training steps of a run; each step is None when no such step occurred."""
 
     diverged: bool
     step: int | None  # first step (0-based) with a prequential loss above the threshold or non-finite

@@ -1,6 +1,6 @@
 """Train a small MLP online on a stream of MNIST examples and watch it learn and forget each part.
 
-The 784-128-10 ReLU MLP sees the 60,000 training images one at a time (Adam, lr 1e-3), predicting each
+The 784-128-10 ReLU MLP trains on the 60,000 training images one at a time (Adam, lr 1e-3), predicting each
 example before training on it. At 100 evenly spaced points (frames) it measures its accuracy on each
 of 100 contiguous sections of the stream and on the test set. The run saves the accuracy heatmap
 A[frame, section], an .mp4 of the section accuracies frame by frame, training curves, sample

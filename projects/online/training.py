@@ -107,9 +107,9 @@ def train_with_snapshots(
 ) -> tuple[TrainState, MLPParams, StepMetrics]:
     """Train through all rows of `indices` and keep the parameters at every step in `snapshot_steps`.
 
-    `snapshot_steps` must start at 0, increase, and end at len(indices). Chunks between snapshots are
-    floor or ceil of the mean gap long; a ceil-length chunk runs as a floor-length scan plus 1-step scans,
-    so `train_chunk` compiles for at most two lengths however many snapshots there are.
+    `snapshot_steps` must start at 0, increase, and end at len(indices). Each chunk between snapshots
+    runs as one scan of the shortest gap's length plus 1-step scans for the rest. So `train_chunk`
+    compiles for at most two lengths, however many snapshots there are.
     `on_chunk(steps_done)` is called after each chunk is dispatched, for progress reporting.
 
     Returns the final state, the snapshots stacked along a new leading axis (F + 1, ...) and the
