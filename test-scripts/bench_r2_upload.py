@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-# boto3 stalls after zero-byte uploads unless this is set before it is imported.
+# Avoids a botocore stall after zero-byte uploads. It must be set before boto3 is imported.
 os.environ["BOTO_EXPERIMENTAL__NO_EMPTY_CONTINUE"] = "true"
 
 import argparse  # noqa: E402
@@ -75,7 +75,7 @@ def make_boto3_client(server: S3Server):
 
 
 class Measurement(NamedTuple):
-    """Wall time and CPU time in seconds of one upload; the server's CPU is None off Linux."""
+    """Wall time and CPU time in seconds of one upload. The server's CPU is None where /proc is missing."""
 
     wall: float
     client_cpu: float
@@ -114,7 +114,7 @@ def check_upload(client: R2Client, key: str, expected_md5: str) -> None:
 
 
 def run(arguments: argparse.Namespace, directory: Path) -> tuple[dict[str, list[Measurement]], str]:
-    """Upload the file with both clients; return each timed upload's measurement and the R2Client settings."""
+    """Upload the file with both clients, and return the timed measurements and the R2Client settings."""
     server = start_server(directory / "s3")
     try:
         r2_client = make_r2_client(server, arguments)

@@ -69,7 +69,7 @@ def s3_server() -> Iterator[seaweed.S3Server]:
 
 @pytest.fixture
 def s3_server_factory() -> Iterator[Callable[[], seaweed.S3Server]]:
-    """A function that starts an independent S3 server; every server it started stops at teardown."""
+    """A function that starts an independent S3 server. Every server it started stops at teardown."""
     started: list[seaweed.S3Server] = []
 
     def start() -> seaweed.S3Server:
