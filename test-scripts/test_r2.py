@@ -11,6 +11,7 @@ cover those, and the server-backed tests cover everything else.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import hashlib
 import http.server
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -903,6 +905,24 @@ def test_connection_error_retries(caplog):
     assert "4 attempts" in raised.value.message
     assert len(session.sent) == 4
     assert sum("retry" in record.getMessage() for record in caplog.records) == 3
+
+
+def test_delete_bucket(r2_env):
+    config = dataclasses.replace(r2_env, bucket_name=f"seewhy-extra-{uuid.uuid4().hex[:12]}")
+    client = R2Client(config)
+    client.create_bucket(config.bucket_name)
+    client.upload("keeps-bucket", b"x")
+
+    with pytest.raises(R2Error) as not_empty:
+        client.delete_bucket(config.bucket_name)
+    client.delete("keeps-bucket")
+    client.delete_bucket(config.bucket_name)
+
+    assert not_empty.value.status == 409
+    assert not_empty.value.code == "BucketNotEmpty"
+    with pytest.raises(R2Error) as missing:
+        client.upload("after-delete", b"x")
+    assert missing.value.code == "NoSuchBucket"
 
 
 def test_create_bucket_exists(client, r2_env):
