@@ -724,7 +724,7 @@ class R2Client:
         return [*self.iter_objects(prefix, max_keys=max_keys)]
 
     def delete(self, key: str) -> None:
-        """Delete the object; deleting a key that does not exist succeeds too."""
+        """Delete the object. Deleting a key that does not exist succeeds too."""
         _validate_key(key)
         self._request("DELETE", key=key, allowed=(200, 204), operation="delete")
 
@@ -771,13 +771,13 @@ class R2Client:
     def create_bucket(self, name: str) -> None:
         """Create a bucket on the endpoint (tests use it against a local S3 server)."""
         if not _BUCKET_NAME_PATTERN.fullmatch(name):
-            raise ValueError(f"invalid bucket name {name!r}")
+            raise ValueError(f"invalid bucket name {name!r}: use 3 to 63 lowercase letters, digits, dots and hyphens")
         self._request("PUT", bucket=name, operation="create bucket")
 
     def delete_bucket(self, name: str) -> None:
         """Delete an empty bucket."""
         if not _BUCKET_NAME_PATTERN.fullmatch(name):
-            raise ValueError(f"invalid bucket name {name!r}")
+            raise ValueError(f"invalid bucket name {name!r}: use 3 to 63 lowercase letters, digits, dots and hyphens")
         self._request("DELETE", bucket=name, allowed=(200, 204), operation="delete bucket")
 
 
