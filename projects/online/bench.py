@@ -2,20 +2,22 @@
 
     flock /tmp/seewhy-bench.lock uv run python projects/online/bench.py
 
-Both sides run in this process, one after the other. This implementation runs the default config
-(60,000 examples at batch size 1, 100 frames x 100 sections, shuffled) through `run()` and reports
-its phases, its wall time and its peak memory. The conventional implementation is what a first
-version of this experiment usually looks like:
+Everything runs in this process. First the default config (60,000 examples at batch size 1,
+100 frames x 100 sections, shuffled) goes through `run()`, for its phases, wall time and peak memory.
+Then each expensive part is timed beside a conventional implementation of it, as a first version
+of this experiment usually looks:
 
 - training: a jitted Adam step called from a Python loop once per example, reading each loss back
-  with float();
-- frame evaluation: a jitted accuracy function called once per section and once for the test set;
-- animation: a new matplotlib figure drawn for every frame.
+  with float(), against `train_chunk` scanning 600 steps per call;
+- frame evaluation: a jitted accuracy function called once per section and once for the test set,
+  against `evaluate_snapshots` on 101 stacked snapshots;
+- animation frames: a new matplotlib figure drawn for every frame, against `section_frames`.
 
-To keep the benchmark short, the conventional side runs on a prefix (--conventional-steps training
-steps, --conventional-frames frames) and is extrapolated linearly to the full run. That is valid
-because its cost per step and per frame does not depend on where in the run it is measured. Takes about 1.5 minutes.
-Needs MNIST in $SEEWHY_DATA_DIR/mnist/. Artifacts go through shared_lib.media as for any run.
+The two sides alternate for --rounds rounds, and the report gives per-round medians and the median
+of the per-round ratios, because other jobs on the machine change its speed from minute to minute.
+The conventional side runs on a part of the workload (--conventional-steps steps, --conventional-frames
+frames) and is extrapolated linearly. That is valid because its cost per step and per frame does not
+depend on where in the run it is measured. Takes about 2 minutes. Needs MNIST in $SEEWHY_DATA_DIR/mnist/.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ import optax
 
 from projects.online import animation
 from projects.online.config import OnlineConfig
+from projects.online.evaluation import evaluate_snapshots
 from projects.online.model import example_losses, init_params, logits
 from projects.online.run import RunResults, run
-from projects.online.stream import section_bounds, stream_order
+from projects.online.stream import batch_schedule, section_bounds, section_of_examples, stream_order
+from projects.online.training import init_state, make_train_chunk
 from shared_lib.datasets import load_supervised_1d
 from shared_lib.experiment import package_versions
 
@@ -144,53 +148,101 @@ def conventional_animation_frames(results: RunResults, frames: int) -> float:
     return (time.perf_counter() - start) / frames
 
 
+def fast_training(images, labels, order: np.ndarray, lr: float, steps: int, chunk: int = 600) -> float:
+    """Return seconds per step of `train_chunk` scanning `chunk` steps per call, compiled beforehand."""
+    optimizer = optax.adam(lr)
+    state = init_state(jax.random.key(0), images.shape[1], 128, 10, optimizer)
+    train_chunk = make_train_chunk(optimizer)
+    indices, mask = batch_schedule(order, 1, 1)
+    jax.block_until_ready(train_chunk(state, images, labels, indices[:chunk], mask[:chunk]))
+    start = time.perf_counter()
+    for first in range(0, steps, chunk):
+        state, _ = train_chunk(state, images, labels, indices[first : first + chunk], mask[first : first + chunk])
+    jax.block_until_ready(state)
+    return (time.perf_counter() - start) / steps
+
+
+def fast_evaluation(images, labels, segments: np.ndarray, n_segments: int, n_snapshots: int) -> float:
+    """Return seconds per frame of `evaluate_snapshots` on n_snapshots stacked snapshots, compiled beforehand."""
+    params = [init_params(jax.random.key(i), images.shape[1], 128, 10) for i in range(n_snapshots)]
+    snapshots = jax.tree.map(lambda *leaves: jnp.stack(leaves), *params)
+    evaluate_snapshots(snapshots, images, labels, segments, n_segments)
+    start = time.perf_counter()
+    evaluate_snapshots(snapshots, images, labels, segments, n_segments)
+    return (time.perf_counter() - start) / n_snapshots
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conventional-steps", type=int, default=5000,
-                        help="training steps timed for the conventional loop (default: %(default)s)")
-    parser.add_argument("--conventional-frames", type=int, default=10,
-                        help="frames timed for the conventional evaluation and animation (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per comparison (default: %(default)s)")
+    parser.add_argument("--conventional-steps", type=int, default=2000,
+                        help="training steps timed per round for the conventional loop (default: %(default)s)")
+    parser.add_argument("--conventional-frames", type=int, default=4,
+                        help="frames timed per round for the conventional evaluation and animation (default: %(default)s)")
     args = parser.parse_args(argv)
 
     config = OnlineConfig(quiet=True)
+    load_before = os.getloadavg()[0]
     results, run_wall, run_peak_mb = time_fast_run(config)
-    fast_frames_seconds = time_fast_frames(results)
     n_frames = config.frames + 1
 
     data = load_supervised_1d("mnist")
     images, labels = np.asarray(data.X), np.asarray(data.y)
+    test_images, test_labels = np.asarray(data.X_test), np.asarray(data.y_test)
     order = stream_order(labels, "shuffled", jax.random.key(0))
-    conv_step = conventional_training(images, labels, order, args.conventional_steps, config.lr)
-    conv_frame_eval = conventional_evaluation(
-        results, images, labels, np.asarray(data.X_test), np.asarray(data.y_test), order, args.conventional_frames
+    eval_images = jnp.concatenate([data.X, data.X_test])
+    eval_labels = jnp.concatenate([data.y, data.y_test])
+    eval_segments = np.concatenate(
+        [section_of_examples(order, config.sections), np.full(len(test_labels), config.sections, np.int32)]
     )
-    conv_frame_draw = conventional_animation_frames(results, args.conventional_frames)
 
-    timings = results.timings
-    fast = {
-        "training_s": timings["training"],
-        "training_us_per_step": timings["training"] / config.n_steps * 1e6,
-        "frame_evaluation_s": timings["frame evaluation"],
-        "animation_frames_s": fast_frames_seconds,
+    rounds: dict[str, dict[str, list[float]]] = {
+        part: {"fast": [], "conventional": []} for part in ("training step", "evaluation frame", "animation frame")
     }
-    conventional = {
-        "training_s": conv_step * config.n_steps,
-        "training_us_per_step": conv_step * 1e6,
-        "frame_evaluation_s": conv_frame_eval * n_frames,
-        "animation_frames_s": conv_frame_draw * n_frames,
-    }
+    for _ in range(args.rounds):
+        rounds["training step"]["fast"].append(fast_training(data.X, data.y, order, config.lr, 6000))
+        rounds["training step"]["conventional"].append(
+            conventional_training(images, labels, order, args.conventional_steps, config.lr)
+        )
+        rounds["evaluation frame"]["fast"].append(
+            fast_evaluation(eval_images, eval_labels, eval_segments, config.sections + 1, n_frames)
+        )
+        rounds["evaluation frame"]["conventional"].append(
+            conventional_evaluation(results, images, labels, test_images, test_labels, order, args.conventional_frames)
+        )
+        rounds["animation frame"]["fast"].append(time_fast_frames(results) / n_frames)
+        rounds["animation frame"]["conventional"].append(
+            conventional_animation_frames(results, args.conventional_frames)
+        )
+
+    comparison = {}
+    for part, sides in rounds.items():
+        ratios = [slow / fast for fast, slow in zip(sides["fast"], sides["conventional"])]
+        comparison[part] = {
+            "fast_ms": _median(sides["fast"]) * 1e3,
+            "conventional_ms": _median(sides["conventional"]) * 1e3,
+            "speedup_median": _median(ratios),
+            "speedup_range": [min(ratios), max(ratios)],
+        }
     report = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or 'unknown CPU'}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "versions": package_versions(),
         "final_test_accuracy": results.final_test_accuracy,
-        "fast_run_wall_s": run_wall,
-        "fast_phases_s": timings,
-        "fast_peak_memory_mb": run_peak_mb,
-        "fast": fast,
-        "conventional": conventional,
-        "conventional_measured": {"training_steps": args.conventional_steps, "frames": args.conventional_frames},
-        "speedup": {name: conventional[name] / fast[name] for name in ("training_s", "frame_evaluation_s", "animation_frames_s")},
+        "run_wall_s": run_wall,
+        "run_phases_s": results.timings,
+        "run_peak_memory_mb": run_peak_mb,
+        "comparison_per_unit": comparison,
+        "conventional_full_run_estimate_s": {
+            "training": comparison["training step"]["conventional_ms"] * config.n_steps / 1e3,
+            "frame evaluation": comparison["evaluation frame"]["conventional_ms"] * n_frames / 1e3,
+            "animation frames": comparison["animation frame"]["conventional_ms"] * n_frames / 1e3,
+        },
     }
     print(json.dumps(report, indent=1))
     return 0
