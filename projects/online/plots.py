@@ -135,11 +135,8 @@ def heatmap_figure(results: RunResults) -> Figure:
         _thousands(results.section_bounds), row_edges, np.ma.masked_invalid(results.accuracy),
         cmap=cmap, vmin=floor, vmax=1, rasterized=True,
     )
-    position = stream_position(results.frame_examples, n_examples).astype(np.float64)
-    # Break the line where a new pass starts, so it does not cross the image.
-    position[1:][np.diff(position) < 0] = np.nan
-    ax.plot(_thousands(position), _thousands(results.frame_examples), color="white", linestyle="--",
-            linewidth=1.5, label="stream position (examples trained on)")
+    line_x, line_y = _position_line(results.frame_examples, n_examples)
+    ax.plot(line_x, line_y, color="white", linestyle="--", linewidth=1.5, label="stream position (examples trained on)")
     ax.set_xlabel("stream position of the section (thousands of examples)")
     ax.set_ylabel("training examples seen at the frame (thousands)")
     ax.set_title(f"Accuracy on every section of the stream, frame by frame ({results.config.order} order)")
@@ -147,6 +144,25 @@ def heatmap_figure(results: RunResults) -> Figure:
     fig.colorbar(image, ax=ax, extend="min" if floor > 0 else "neither",
                  label="accuracy on the section (gray: undefined, weights non-finite)")
     return fig
+
+
+def _position_line(examples_seen: np.ndarray, n_examples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return x (stream position) and y (examples seen), in thousands, for the stream-position line.
+
+    Each pass gets its own segment from position 0, and NaN separates the segments so the line
+    does not cross the image when a new pass starts.
+    """
+    xs, ys = [], []
+    previous = 0
+    for seen in np.asarray(examples_seen):
+        position = stream_position(seen, n_examples)
+        if position < previous:
+            xs += [np.nan, 0]
+            ys += [np.nan, seen - position]
+        xs.append(position)
+        ys.append(seen)
+        previous = position
+    return _thousands(xs), _thousands(ys)
 
 
 def frame_summary_figure(results: RunResults) -> Figure:
