@@ -1,14 +1,21 @@
 """Lloyd's k-means iterations, compiled as one `lax.while_loop`.
 
-Each iteration is one pass over the data in chunks of rows (`lax.scan`). For every chunk the pass
+A full iteration is one pass over the data in chunks of rows (`lax.scan`). For every chunk the pass
 computes the squared distances to the centres as a matrix product, takes the nearest centre, and
-adds the chunk into the per-cluster sums through a one-hot (k, rows) @ (rows, d) product, while the
-chunk is still in cache. The new centres are sums / counts. An empty cluster is re-seeded from the
-point farthest from its centre (`reseed_empty_clusters`).
+updates the per-cluster sums through a one-hot (k, rows) @ (rows, d) product while the chunk is
+still in cache. The sums are kept between iterations, and only the rows that changed cluster are
+added and subtracted (`incremental`). The new centres are sums / counts. An empty cluster is
+re-seeded from the point farthest from its centre (`reseed_empty_clusters`).
 
-The loop stops after `max_iter` passes, or at the first pass whose assignment equals the previous
-one (a fixed point), or whose inertia differs from the previous pass's by less than `tol` relative
-to it, unless that pass re-seeded a cluster.
+With `skip_safe_points`, per-point distance bounds (`bounds`) mark the points whose cluster cannot
+change. When few points are unsafe, the iteration gathers only those and skips the full pass. Such
+an iteration computes the inertia from the cluster sums, which carries a rounding error of about
+float32 epsilon times sum ||x||² instead of summing each point's distance (on MNIST it stayed within
+3.2e-7 of the full-pass inertia).
+
+The loop stops after `max_iter` iterations, or at the first iteration whose assignment equals the
+previous one (a fixed point), or whose inertia differs from the previous iteration's by less than
+`tol` relative to it, unless that iteration re-seeded a cluster.
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ import numpy as np
 from projects.kmeans import progress
 from projects.kmeans.bounds import PartialPass, exact_bounds, half_gap, loosen_bounds, partial_pass
 from projects.kmeans.distances import squared_norms
-from shared_lib.experiment import PhaseTimer
 from projects.kmeans.empty_clusters import reseed_empty_clusters
+from shared_lib.experiment import PhaseTimer
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "ClusterPass", "KMeansFit", "assign", "lloyd", "lloyd_step"]
 
@@ -184,15 +191,6 @@ def _cluster_pass(
     return ClusterPass(outputs[0].reshape(-1), outputs[1].reshape(-1), sums, counts, inertia, second)
 
 
-def _update(centres, cluster_pass, points, weights):
-    """New centres: cluster means, with empty clusters re-seeded. Returns (centres, re-seed count)."""
-    means = cluster_pass.sums / jnp.maximum(cluster_pass.counts, 1.0)[:, None]
-    means = jnp.where(cluster_pass.counts[:, None] > 0, means, centres)
-    # Padding rows get a negative distance so that they are never picked as a new centre.
-    own_distances = jnp.where(weights > 0, cluster_pass.distances, -1.0)
-    return reseed_empty_clusters(means, cluster_pass.counts, points, own_distances)
-
-
 @partial(jax.jit, static_argnames=("chunk_rows",))
 def assign(points: jax.Array, centres: jax.Array, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ClusterPass:
     """Assign each row of `points` (n, d) to its nearest row of `centres` (k, d)."""
@@ -211,7 +209,14 @@ def lloyd_step(
     chunks = _split_into_chunks(points, *chunk_layout(n, chunk_rows))
     cluster_pass = _cluster_pass(chunks, centres)
     flat_points = chunks.points.reshape(-1, points.shape[1])
-    new_centres, reseeded = _update(centres, cluster_pass, flat_points, chunks.weights.reshape(-1))
+    weights = chunks.weights.reshape(-1)
+    new_centres, reseeded = _new_centres(
+        centres,
+        cluster_pass.sums,
+        cluster_pass.counts,
+        flat_points,
+        lambda: jnp.where(weights > 0, cluster_pass.distances, -1.0),  # padding rows never become centres
+    )
     cluster_pass = cluster_pass._replace(labels=cluster_pass.labels[:n], distances=cluster_pass.distances[:n])
     return new_centres, cluster_pass, reseeded
 
