@@ -436,7 +436,8 @@ def test_train_smoke_mnist(algorithm, tmp_path):
     assert sorted(printed) == sorted(ARTIFACTS)
     for name, location in printed.items():
         path = Path(location)
-        assert path.is_file() and path.stat().st_size > 0, name
+        assert path.is_file(), name
+        assert path.stat().st_size > 0, name
         assert path.name == name
         assert tmp_path in path.parents
 

@@ -43,7 +43,7 @@ def half_gap(centres, labels):
     """Return, for each point (n,), half the distance from its centre to the nearest other centre.
 
     A point closer to its centre than this cannot be closer to another centre, whatever its lower
-    bound says (Hamerly's second test).
+    bound is (Hamerly's second test).
     """
     k = centres.shape[0]
     if k == 1:

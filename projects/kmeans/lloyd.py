@@ -1,9 +1,9 @@
 """Lloyd's k-means iterations, compiled as one `lax.while_loop`.
 
-A full iteration is one pass over the data in chunks of rows (`lax.scan`). For every chunk the pass
-computes the squared distances to the centres as a matrix product, takes the nearest centre, and
-updates the per-cluster sums through a one-hot (k, rows) @ (rows, d) product while the chunk is
-still in cache. The sums are kept between iterations, and only the rows that changed cluster are
+A full iteration is one pass over the data in chunks of rows (`lax.scan`). For every chunk, the pass
+computes the squared distances to the centres as a matrix product and takes the nearest centre.
+While the chunk is still in cache, it then updates the per-cluster sums through a one-hot
+(k, rows) @ (rows, d) product. The sums are kept between iterations, and only the rows that changed cluster are
 added and subtracted (`incremental`). The new centres are sums / counts. An empty cluster is
 re-seeded from the point farthest from its centre (`reseed_empty_clusters`).
 
@@ -38,9 +38,9 @@ from shared_lib.experiment import PhaseTimer
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "ClusterPass", "KMeansFit", "assign", "lloyd", "lloyd_step"]
 
-# Rows per chunk of the fused pass. A 2000 x 784 float32 chunk (6 MB) stays in the L2/L3 caches while
-# it is used twice, and on the 2-core development machine chunks of 1000 to 4000 rows ran an MNIST
-# pass in 11.5-11.7 ms against 13.8 ms for one whole-array pass (20 iterations, k = 10).
+# Rows per chunk of a full pass. A 2000 x 784 float32 chunk (6 MB) stays in the L2/L3 caches while
+# it is used twice. On the 2-core development machine, chunks of 1000 to 4000 rows made an MNIST
+# pass with k = 10 about 15% faster than one whole-array pass (bench.py times both).
 DEFAULT_CHUNK_ROWS = 2000
 
 # When few points may change cluster, an iteration gathers those points into a block of one of these
@@ -105,15 +105,15 @@ def _split_into_chunks(points, num_chunks, rows):
 
 
 def _one_hot(labels, k, weights):
-    """(rows, k) one-hot rows of `labels`, scaled by `weights`; a label of -1 gives a zero row."""
+    """Return the (rows, k) one-hot rows of `labels`, scaled by `weights`. A label of -1 gives a zero row."""
     return (labels[:, None] == jnp.arange(k)[None, :]).astype(weights.dtype) * weights[:, None]
 
 
 def _sums_change(points, labels, previous_labels, weights, k):
     """Change of the per-cluster sums (k, d) when the rows of one chunk move from `previous_labels` to `labels`.
 
-    Late iterations move few points, so when at most 1/8 of the rows changed cluster, only those rows
-    are gathered and multiplied; otherwise the whole chunk goes through the one-hot product.
+    Late iterations move few points. When at most 1/8 of the rows changed cluster, only those rows
+    are gathered and multiplied. Otherwise the whole chunk goes through the one-hot product.
     """
     rows = points.shape[0]
     budget = max(1, rows // 8)
@@ -204,7 +204,7 @@ def assign(points: jax.Array, centres: jax.Array, chunk_rows: int = DEFAULT_CHUN
 def lloyd_step(
     points: jax.Array, centres: jax.Array, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> tuple[jax.Array, ClusterPass, jax.Array]:
-    """Run one Lloyd iteration from `centres`: returns (new centres, the pass, re-seeded cluster count)."""
+    """Run one Lloyd iteration from `centres` and return (new centres, the pass, re-seeded cluster count)."""
     n = points.shape[0]
     chunks = _split_into_chunks(points, *chunk_layout(n, chunk_rows))
     cluster_pass = _cluster_pass(chunks, centres)
@@ -238,7 +238,7 @@ class _LoopState(NamedTuple):
 
 
 def _new_centres(centres, sums, counts, points, own_distances):
-    """Cluster means, with empty clusters re-seeded; returns (centres, re-seed count).
+    """Compute the cluster means, re-seed empty clusters, and return (centres, re-seed count).
 
     `own_distances` is a function returning the (n,) squared distance of each point to its centre,
     negative for padding rows. It runs only when a cluster is empty.
@@ -308,7 +308,7 @@ def _lloyd_loop(
             )  # fmt: skip
             branches = [partial(partial_pass, *partial_args, budget) for budget in budgets]
             branches.append(lambda: full_pass(state))
-            # Index of the smallest block that holds every unsafe point; len(budgets) means none does.
+            # Index of the smallest block that fits every unsafe point. len(budgets) means that none fits.
             branch = jnp.sum(jnp.sum(unsafe) > jnp.asarray(budgets))
             result = jax.lax.switch(branch, branches)
         else:

@@ -34,7 +34,7 @@ class ClusterScores(NamedTuple):
 def contingency_table(clusters: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Return counts[i, j] = number of points in the i-th distinct cluster with the j-th distinct label.
 
-    Rows and columns follow the sorted distinct values of `clusters` and `labels`; values that never
+    Rows and columns follow the sorted distinct values of `clusters` and `labels`. Values that never
     occur get no row or column.
     """
     clusters = np.asarray(clusters).ravel()

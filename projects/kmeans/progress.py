@@ -22,7 +22,7 @@ def _forward(iteration, inertia) -> None:
 
 
 def report(iteration: jax.Array, inertia: jax.Array) -> None:
-    """Send (iteration, inertia) to the current handler; call from traced code."""
+    """Send (iteration, inertia) to the current handler. Call it from traced code."""
     jax.debug.callback(_forward, iteration, inertia)
 
 

@@ -31,7 +31,8 @@ EXAMPLES_PER_CLUSTER = 8
 # The examples figure draws one row per cluster, so it shows only the largest clusters beyond this.
 MAX_EXAMPLE_ROWS = 20
 FIGURE_DPI = 150
-# The animation plays for about this long, at 2 to 15 frames per second, and then holds the last frame.
+# The animation plays for about this long, at 2 to 15 frames per second, and then shows the last
+# frame for HOLD_SECONDS.
 ANIMATION_SECONDS = 8.0
 HOLD_SECONDS = 1.5
 
@@ -132,15 +133,15 @@ def _save_figures(result: KMeansRun) -> dict[str, str]:
         ),
         "confusion.png": plots.confusion_figure(result.counts, result.majority_labels, result.class_names, title),
     }
-    shown = np.sort(np.argsort(-sizes, kind="stable")[:MAX_EXAMPLE_ROWS])
-    if len(shown) < config.k:
-        logger.info("The examples figure shows the %d largest of %d clusters", len(shown), config.k)
+    example_clusters = np.sort(np.argsort(-sizes, kind="stable")[:MAX_EXAMPLE_ROWS])
+    if len(example_clusters) < config.k:
+        logger.info("The examples figure shows the %d largest of %d clusters", len(example_clusters), config.k)
     figures["examples.png"] = plots.examples_figure(
-        result.centres[shown],
-        result.examples[shown],
-        result.example_labels[shown],
-        result.majority_labels[shown],
-        sizes[shown],
+        result.centres[example_clusters],
+        result.examples[example_clusters],
+        result.example_labels[example_clusters],
+        result.majority_labels[example_clusters],
+        sizes[example_clusters],
         result.class_names,
         title,
     )
@@ -202,7 +203,7 @@ def _metrics_document(result: KMeansRun, num_points: int, dimension: int, timer:
 
 
 def run(config: KMeansConfig) -> KMeansRun:
-    """Cluster the training images as `config` says, save figures and metrics.json, and return the results.
+    """Cluster the training images as `config` specifies, save figures and metrics.json, and return the results.
 
     Raises:
         ValueError: k exceeds the number of images or of distinct images; the message gives both numbers.
@@ -217,7 +218,7 @@ def run(config: KMeansConfig) -> KMeansRun:
         data = load_clustering_data(config.dataset, config.n_train)
     num_points, dimension = data.points.shape
     if config.k > num_points:
-        raise ValueError(f"--k={config.k} exceeds the number of images ({num_points}); choose --k <= {num_points}")
+        raise ValueError(f"--k={config.k} exceeds the number of images ({num_points}). Choose --k <= {num_points}.")
     logger.info("Loaded %d %s images of dimension %d", num_points, config.dataset, dimension)
 
     with timer.phase("init"):

@@ -31,11 +31,11 @@ class Seeding(NamedTuple):
 
     centres: jax.Array
     indices: jax.Array
-    all_distinct: jax.Array  # bool scalar; False when fewer than k distinct points were found
+    all_distinct: jax.Array  # bool scalar, False when fewer than k distinct points were found
 
 
 def default_trials(k: int) -> int:
-    """Return 2 + floor(ln k), the number of local trials suggested by Arthur and Vassilvitskii."""
+    """Return 2 + floor(ln k) local trials, the default that scikit-learn documents for `kmeans_plusplus`."""
     return 2 + int(math.log(k))
 
 
@@ -100,11 +100,11 @@ def seed_centres(points: jax.Array, key: jax.Array, k: int, n_trials: int | None
     if not bool(seeding.all_distinct):
         distinct = count_distinct_rows(np.asarray(points))
         if distinct < k:
-            raise ValueError(f"k={k} exceeds the number of distinct points ({distinct} among {n}); choose k <= {distinct}")
+            raise ValueError(f"k={k} exceeds the number of distinct points ({distinct} among {n}). Choose k <= {distinct}.")
         # Rows closer than the zero-distance cut-off count as equal while seeding, so the check can
         # fail although every row differs in its bytes.
         raise ValueError(
             f"k-means++ found fewer than k={k} points that are not within rounding error of each other "
-            f"({distinct} rows differ); choose a smaller k"
+            f"({distinct} rows differ). Choose a smaller k."
         )
     return seeding.centres
