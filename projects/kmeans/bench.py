@@ -1,14 +1,17 @@
-"""Benchmark the compiled JAX Lloyd loop against scikit-learn's Lloyd k-means on MNIST.
+"""Benchmark the compiled JAX Lloyd loop against scikit-learn's k-means on MNIST.
 
-    flock /tmp/seewhy-bench.lock uv run python projects/kmeans/bench.py
+    flock /tmp/seewhy-bench.lock uv run python projects/kmeans/bench.py --repeats 5
 
-Both sides cluster the same float32 matrix (all 60,000 MNIST training images, pixels scaled to
-[0, 1]) from the same k-means++ centres, and run until no point changes cluster (tol=0 on both
-sides), so their iteration counts and final inertias are comparable. Repetitions alternate between
-the implementations so that load from other processes hits both alike. Also timed, to show where
-the speed comes from: the JAX loop over whole arrays (one chunk), and a jitted step dispatched from
-Python once per iteration. Takes about a minute on 2 CPU cores. Prints a Markdown table.
-scikit-learn is a development dependency, so run this with the dev group installed (`uv sync`).
+Every implementation clusters the same float32 matrix (all 60,000 MNIST training images, pixels
+scaled to [0, 1]) from the same k-means++ centres. Each runs until no point changes cluster (tol=0
+everywhere), so the iteration counts and final inertias are comparable. Repetitions alternate
+between the implementations so that load from other processes hits all of them alike.
+
+Besides scikit-learn's "lloyd" and "elkan" and this project's loop, the table times the loop with
+each speed-up removed in turn, down to a jitted whole-array step dispatched from Python once per
+iteration, to show what each one contributes. Takes about a minute on 2 CPU cores and prints a
+Markdown table. scikit-learn is a development dependency, so run this with the dev group installed
+(`uv sync`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class BenchConfig:
 
 
 def run_sklearn(points: np.ndarray, initial: np.ndarray, max_iter: int, algorithm: str = "lloyd"):
-    """Fit scikit-learn's k-means; returns (seconds, iterations, inertia, labels)."""
+    """Fit scikit-learn's k-means and return (seconds, iterations, inertia, labels)."""
     model = KMeans(len(initial), init=initial, n_init=1, algorithm=algorithm, tol=0.0, max_iter=max_iter)
     start = time.perf_counter()
     model.fit(points)
@@ -57,8 +60,8 @@ def run_sklearn(points: np.ndarray, initial: np.ndarray, max_iter: int, algorith
     return seconds, int(model.n_iter_), float(model.inertia_), model.labels_
 
 
-def run_jax(points: jax.Array, initial: jax.Array, max_iter: int, chunk_rows: int, incremental: bool, skip: bool):
-    """Run the compiled loop (compiled before the clock starts); returns (seconds, iterations, inertia, labels)."""
+def run_jax(points: jax.Array, initial: jax.Array, max_iter: int, chunk_rows: int, *, incremental: bool, skip: bool):
+    """Run the compiled loop and return (seconds, iterations, inertia, labels), without compile time."""
     timer = PhaseTimer()
     fit: KMeansFit = lloyd(
         points,
@@ -105,13 +108,17 @@ def main() -> None:
         "scikit-learn KMeans(algorithm='lloyd')": lambda: run_sklearn(points_np, initial_np, config.max_iter),
         "scikit-learn KMeans(algorithm='elkan')": lambda: run_sklearn(points_np, initial_np, config.max_iter, "elkan"),
         f"JAX while_loop, {chunk}-row chunks, incremental sums, skipping safe points (this project)": lambda: run_jax(
-            points, initial, config.max_iter, chunk, True, True
+            points, initial, config.max_iter, chunk, incremental=True, skip=True
         ),
         f"JAX while_loop, {chunk}-row chunks, incremental sums": lambda: run_jax(
-            points, initial, config.max_iter, chunk, True, False
+            points, initial, config.max_iter, chunk, incremental=True, skip=False
         ),
-        f"JAX while_loop, {chunk}-row chunks": lambda: run_jax(points, initial, config.max_iter, chunk, False, False),
-        "JAX while_loop, whole-array passes": lambda: run_jax(points, initial, config.max_iter, n, False, False),
+        f"JAX while_loop, {chunk}-row chunks": lambda: run_jax(
+            points, initial, config.max_iter, chunk, incremental=False, skip=False
+        ),
+        "JAX while_loop, whole-array passes": lambda: run_jax(
+            points, initial, config.max_iter, n, incremental=False, skip=False
+        ),
         "JAX jitted step dispatched per iteration": lambda: run_dispatched(points, initial, config.max_iter),
     }
     results = {name: [] for name in implementations}

@@ -24,6 +24,7 @@ import sys
 
 from projects.kmeans.config import KMeansConfig
 from projects.kmeans.run import run
+from shared_lib.datasets import DatasetNotFoundError
 from shared_lib.experiment import configure_logging, parse_config
 
 
@@ -32,7 +33,8 @@ def main() -> None:
     configure_logging(quiet=config.quiet)
     try:
         result = run(config)
-    except ValueError as error:
+    except (ValueError, DatasetNotFoundError) as error:
+        # Invalid sizes for the loaded data, or missing data, are user errors, not bugs.
         sys.exit(f"error: {error}")
 
     print(f"Run {result.run_id}: purity {result.scores.purity[-1]:.3f}, NMI {result.scores.nmi[-1]:.3f}")
