@@ -199,7 +199,8 @@ def examples_figure(
     order = cluster_order(majority_labels, cluster_sizes)
     k, per_cluster = examples.shape[:2]
     image_shape = examples.shape[2:]
-    fig, axes = plt.subplots(k, per_cluster + 1, figsize=(0.9 * (per_cluster + 1), 0.95 * k + 0.5), squeeze=False)
+    height = 0.95 * k + 0.5
+    fig, axes = plt.subplots(k, per_cluster + 1, figsize=(0.9 * (per_cluster + 1), height), squeeze=False)
     for row, cluster in zip(axes, order):
         for ax in row:
             ax.set_axis_off()
@@ -212,5 +213,5 @@ def examples_figure(
             wrong = label != majority_labels[cluster]
             ax.set_title(str(class_names[label]), fontsize=6, color="tab:red" if wrong else "black")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))  # keeps the top 0.4 inch for the title
     return fig

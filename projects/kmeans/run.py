@@ -76,6 +76,8 @@ def _fit(config: KMeansConfig, points: jax.Array, centres: jax.Array, key: jax.A
         bar.update(1)
         bar.set_postfix(inertia=f"{inertia:.4g}", refresh=False)
 
+    # NOTE: the recorded centres take max_iter * k * d * 4 bytes up front, 9 MB for the MNIST defaults
+    # but 1.2 GB for k = 100 on CIFAR-10 with max_iter = 1000.
     with bar:
         common = dict(max_iter=config.max_iter, tol=config.tol, record_centres=True, on_iteration=show_progress)
         if config.algorithm == "lloyd":
