@@ -52,10 +52,9 @@ def section_frames(results: RunResults) -> Iterator[np.ndarray]:
     marker = ax.axvline(0, color="crimson", linewidth=1.5, animated=True, label="stream position")
     caption = ax.text(0.01, 0.03, "", transform=ax.transAxes, fontsize=11, animated=True,
                       bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
-    # The legend is drawn after the curve in every frame, so the curve never covers it.
-    legend = ax.legend(loc="lower right", handles=[curve, seen_patch, marker, test_line])
-    legend.set_animated(True)
-    animated = (seen_patch, curve, test_line, marker, caption, legend)
+    # Outside the axes the legend stays in the static background, and the curve cannot cover it.
+    fig.legend(handles=[curve, seen_patch, marker, test_line], loc="outside lower center", ncols=4)
+    animated = (seen_patch, curve, test_line, marker, caption)
 
     canvas.draw()
     background = canvas.copy_from_bbox(fig.bbox)
