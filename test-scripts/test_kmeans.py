@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from projects.kmeans.bounds import exact_bounds, half_gap, loosen_bounds
 from projects.kmeans.config import KMeansConfig
 from projects.kmeans.lloyd import _lloyd_loop, assign, lloyd, lloyd_step
 from projects.kmeans.metrics import (
@@ -118,6 +119,35 @@ def test_skipping_matches_plain_lloyd(incremental):
     np.testing.assert_array_equal(fast.labels, plain.labels)
     np.testing.assert_allclose(fast.centres, plain.centres, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fast.inertia_history, plain.inertia_history, rtol=1e-5)
+
+
+def test_bounds_hold_after_centres_move():
+    rng = np.random.default_rng(21)
+    points = jnp.asarray(rng.normal(size=(500, 8)).astype(np.float32))
+    centres = jnp.asarray(rng.normal(size=(6, 8)).astype(np.float32))
+    moved = centres + jnp.asarray(rng.normal(scale=0.05, size=(6, 8)).astype(np.float32))
+
+    def true_distances(centres):
+        return np.sqrt(((np.asarray(points)[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1))  # (n, k)
+
+    before = true_distances(centres)
+    labels = jnp.asarray(before.argmin(axis=1))
+    sorted_squared = np.sort(before**2, axis=1)
+    upper, lower = exact_bounds(
+        jnp.asarray(sorted_squared[:, 0]), jnp.asarray(sorted_squared[:, 1]), jnp.sum(points**2, 1), jnp.sum(centres**2, 1)
+    )
+    shift = jnp.linalg.norm(moved - centres, axis=1)
+    upper, lower = (np.asarray(bound) for bound in loosen_bounds(upper, lower, labels, shift))
+
+    after = true_distances(moved)
+    own = after[np.arange(500), np.asarray(labels)]
+    others = np.where(np.arange(6)[None] == np.asarray(labels)[:, None], np.inf, after).min(axis=1)
+    assert np.all(upper >= own)
+    assert np.all(lower <= others)
+    # Points that the bounds call safe really keep their cluster.
+    safe = upper < np.maximum(lower, np.asarray(half_gap(moved, labels)))
+    assert safe.sum() > 100
+    np.testing.assert_array_equal(after.argmin(axis=1)[safe], np.asarray(labels)[safe])
 
 
 def test_lloyd_stops_at_tolerance():
