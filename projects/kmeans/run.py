@@ -64,12 +64,13 @@ class KMeansRun(NamedTuple):
     counts: np.ndarray  # (k, classes) images per cluster and label, last iteration
     majority_labels: np.ndarray  # (k,)
     examples: np.ndarray  # (k, EXAMPLES_PER_CLUSTER, C, H, W) uint8 member images
-    example_labels: np.ndarray  # (k, EXAMPLES_PER_CLUSTER) their labels; -1 where a cluster has fewer members
+    example_labels: np.ndarray  # (k, EXAMPLES_PER_CLUSTER) their labels, -1 where a cluster has fewer members
     seconds: dict[str, float]
     artifacts: dict[str, str]  # artifact name -> URL or local path
 
 
 def _fit(config: KMeansConfig, points: jax.Array, centres: jax.Array, key: jax.Array, timer: PhaseTimer) -> KMeansFit:
+    """Run the configured algorithm with a progress bar, recording the centres of every iteration."""
     bar = tqdm(total=config.max_iter, desc=config.algorithm, unit="it", disable=config.quiet or None, leave=False)
 
     def show_progress(iteration: int, inertia: float) -> None:
@@ -111,7 +112,7 @@ def _pick_examples(images: np.ndarray, labels: np.ndarray, clusters: np.ndarray,
 
 
 def _save_figures(result: KMeansRun) -> dict[str, str]:
-    """Draw and save the four figures and the animation; returns artifact name -> location."""
+    """Draw and save the four figures and the animation, and return artifact name -> location."""
     config = result.config
     sizes = result.counts.sum(axis=1)
     title = (
