@@ -42,11 +42,17 @@ class OnlineConfig:
     epochs: int = field(default=1, metadata={"help": "passes over the same stream"})
     frames: int = field(
         default=100,
-        metadata={"help": "evaluation points evenly spaced over the training steps, plus one at step 0"},
+        metadata={
+            "help": "evaluation points evenly spaced over the training steps, plus one at step 0; "
+            "at most the number of steps"
+        },
     )
     sections: int = field(
         default=100,
-        metadata={"help": "contiguous slices of the stream whose accuracy each frame measures"},
+        metadata={
+            "help": "contiguous slices of the stream whose accuracy each frame measures; "
+            "at most the number of examples"
+        },
     )
     fps: float = field(default=10.0, metadata={"help": "frames per second of the animation"})
     animation: bool = field(default=True, metadata={"help": "render the frame-by-frame animation (.mp4)"})

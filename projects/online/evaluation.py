@@ -2,9 +2,9 @@
 
 All snapshots of a group share one pass over the data. A chunk of images is multiplied by the
 first-layer weights of every snapshot at once, (rows, P) @ (P, G*H). P counts the pixels that are
-non-zero in some image. Evaluation is bound by the arithmetic of that matmul: on a 2-core x86
-CPU with AVX-512 the default run evaluates at about 240 GFLOP/s whether G is 1, 4 or 101, so the
-grouping saves dispatch and image reads rather than arithmetic.
+non-zero in some image. Evaluation is bound by the arithmetic of that matmul. On a 2-core x86 CPU
+with AVX-512 the default run evaluates at about 230 GFLOP/s whether G is 1, 4 or 101, so the
+grouping saves dispatch and image reads but no arithmetic.
 """
 
 from __future__ import annotations
