@@ -79,9 +79,9 @@ def _artifact_folder(output_dir: Path, stdout: str) -> Path:
 
 
 @needs_mnist
-def test_smoke_run_writes_consistent_artifacts(tmp_path):
+def test_smoke_run_writes_consistent_artifacts(tmp_path, monkeypatch):
     output_dir = tmp_path / "outputs"
-    os.environ["SEEWHY_OUTPUT_DIR"] = str(output_dir)
+    monkeypatch.setenv("SEEWHY_OUTPUT_DIR", str(output_dir))
     result = _train("--n-train", "3000", "--n-test", "1000", "--frames", "6", "--sections", "12",
                     "--batch-size", "2", "--quiet")
     assert result.returncode == 0, result.stderr
@@ -114,9 +114,9 @@ def test_smoke_run_writes_consistent_artifacts(tmp_path):
 
 
 @needs_mnist
-def test_diverged_run_still_saves(tmp_path):
+def test_diverged_run_still_saves(tmp_path, monkeypatch):
     output_dir = tmp_path / "outputs"
-    os.environ["SEEWHY_OUTPUT_DIR"] = str(output_dir)
+    monkeypatch.setenv("SEEWHY_OUTPUT_DIR", str(output_dir))
     result = _train("--n-train", "1000", "--n-test", "200", "--frames", "4", "--sections", "5",
                     "--lr", "1e30", "--quiet")
     assert result.returncode == 0, result.stderr
