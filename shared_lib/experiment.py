@@ -146,3 +146,5 @@ def configure_logging(quiet: bool = False, log_file: str | None = None) -> None:
         handlers=handlers,
         force=True,
     )
+    # JAX logs backend probing at INFO ("Unable to initialize backend 'tpu'"), which is noise in a run log.
+    logging.getLogger("jax").setLevel(logging.WARNING)
