@@ -87,16 +87,13 @@ def run(config: OnlineConfig, show_progress: bool | None = None) -> RunResults:
     with tempfile.TemporaryDirectory(prefix="seewhy-online-") as temp_dir, _run_log(Path(temp_dir) / "run.log") as log_path:
         logger.info("Run %s with %s", run_id, config)
         results = _run(config, run_id, show_progress)
-        for handler in logging.getLogger("projects.online").handlers:
-            handler.flush()
         results.artifacts["run log"] = media.save_media(f"{run_id}/run.log", log_path, "text/plain")
     return results
 
 
 def _run(config: OnlineConfig, run_id: str, show_progress: bool) -> RunResults:
     timer = PhaseTimer()
-    watcher = CompileWatcher()
-    with watcher:
+    with CompileWatcher() as watcher:
         with timer.phase("data"):
             data = load_supervised_1d("mnist", n_tr=config.n_train, n_tst=config.n_test)
             labels = np.asarray(data.y)
@@ -109,34 +106,12 @@ def _run(config: OnlineConfig, run_id: str, show_progress: bool) -> RunResults:
         steps_at_frames = frame_steps(config.n_steps, config.frames)
         seen_at_frames = examples_seen(steps_at_frames, config.batch_size, data.n_samples)
 
-        # Training.
-        optimizer = optax.adam(config.lr)
-        state = init_state(key_params.get(), data.d_x, config.hidden, data.d_y, optimizer)
-        train_chunk = make_train_chunk(optimizer)
-        with timer.phase("training"), _progress(show_progress, config.n_steps, "training", "step") as bar:
-            compile_before = watcher.seconds
-            state, snapshots, metrics = train_with_snapshots(
-                train_chunk, state, data.X, data.y, indices, mask, steps_at_frames,
-                on_chunk=lambda steps_done: bar.update(steps_done - bar.n),
+        with _compile_time_moved(timer, "training", watcher):
+            state, snapshots, metrics = _train(
+                config, data, key_params.get(), indices, mask, steps_at_frames, show_progress
             )
-            jax.block_until_ready(metrics)
-        _move_compile_time(timer, "training", watcher.seconds - compile_before)
-
-        # Frame evaluation: every snapshot on every section and on the test set, in one batched pass.
-        sections = section_of_examples(order, config.sections)
-        eval_images = jnp.concatenate([data.X, data.X_test])
-        eval_labels = jnp.concatenate([data.y, data.y_test])
-        eval_segments = np.concatenate([sections, np.full(len(data.y_test), config.sections, np.int32)])
-        with timer.phase("frame evaluation"), _progress(show_progress, None, "evaluating frames", "chunk") as bar:
-            compile_before = watcher.seconds
-            counts = evaluate_snapshots(
-                snapshots, eval_images, eval_labels, eval_segments, config.sections + 1,
-                on_chunk=lambda done, total: _advance(bar, done, total),
-            )
-            finite = _finite_snapshots(snapshots)
-            segment_sizes = np.bincount(eval_segments, minlength=config.sections + 1)
-            segment_acc = segment_accuracy(counts, segment_sizes, finite)
-        _move_compile_time(timer, "frame evaluation", watcher.seconds - compile_before)
+        with _compile_time_moved(timer, "frame evaluation", watcher):
+            segment_acc = _evaluate(config, data, order, snapshots, show_progress)
 
     accuracy, test_accuracy = segment_acc[:, :-1], segment_acc[:, -1]
     bounds = section_bounds(data.n_samples, config.sections)
@@ -180,6 +155,35 @@ def _run(config: OnlineConfig, run_id: str, show_progress: bool) -> RunResults:
     return results
 
 
+def _train(config: OnlineConfig, data, key: jax.Array, indices, mask, steps_at_frames, show_progress: bool):
+    """Train through the whole schedule; return the final state, the stacked snapshots and the metrics."""
+    optimizer = optax.adam(config.lr)
+    state = init_state(key, data.d_x, config.hidden, data.d_y, optimizer)
+    train_chunk = make_train_chunk(optimizer)
+    with _progress(show_progress, config.n_steps, "training", "step") as bar:
+        state, snapshots, metrics = train_with_snapshots(
+            train_chunk, state, data.X, data.y, indices, mask, steps_at_frames,
+            on_chunk=lambda steps_done: bar.update(steps_done - bar.n),
+        )
+        jax.block_until_ready(metrics)
+    return state, snapshots, metrics
+
+
+def _evaluate(config: OnlineConfig, data, order: np.ndarray, snapshots: MLPParams, show_progress: bool) -> np.ndarray:
+    """Return the accuracy (F + 1, S + 1) of every snapshot on every section, with the test set last."""
+    sections = section_of_examples(order, config.sections)
+    images = jnp.concatenate([data.X, data.X_test])
+    labels = jnp.concatenate([data.y, data.y_test])
+    segments = np.concatenate([sections, np.full(len(data.y_test), config.sections, np.int32)])
+    with _progress(show_progress, None, "evaluating frames", "chunk") as bar:
+        counts = evaluate_snapshots(
+            snapshots, images, labels, segments, config.sections + 1,
+            on_chunk=lambda done, total: _advance(bar, done, total),
+        )
+    segment_sizes = np.bincount(segments, minlength=config.sections + 1)
+    return segment_accuracy(counts, segment_sizes, _finite_snapshots(snapshots))
+
+
 def _save_figures(results: RunResults, final_params: MLPParams, data) -> None:
     run_id = results.run_id
     sample_images = np.asarray(data.X_test[:N_SAMPLE_PREDICTIONS])
@@ -205,10 +209,15 @@ def _finite_snapshots(snapshots: MLPParams) -> np.ndarray:
     return np.asarray(jnp.all(jnp.stack(leaves), axis=0))
 
 
-def _move_compile_time(timer: PhaseTimer, phase: str, seconds: float) -> None:
-    """Book `seconds` of compilation that happened inside `phase` under "compile" instead."""
-    timer.seconds[phase] -= seconds
-    timer.seconds["compile"] = timer.seconds.get("compile", 0.0) + seconds
+@contextlib.contextmanager
+def _compile_time_moved(timer: PhaseTimer, phase: str, watcher: CompileWatcher) -> Iterator[None]:
+    """Time `phase`, but book the compilation that happens inside it under "compile" instead."""
+    compile_before = watcher.seconds
+    with timer.phase(phase):
+        yield
+    compiled = watcher.seconds - compile_before
+    timer.seconds[phase] -= compiled
+    timer.seconds["compile"] = timer.seconds.get("compile", 0.0) + compiled
 
 
 def _log_outcome(config, test_accuracy, loss, correct, diverged: Divergence) -> None:

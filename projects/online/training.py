@@ -110,7 +110,7 @@ def train_with_snapshots(
     `snapshot_steps` must start at 0, increase, and end at len(indices). Each chunk between snapshots
     runs as one scan of the shortest gap's length plus 1-step scans for the rest. So `train_chunk`
     compiles for at most two lengths, however many snapshots there are.
-    `on_chunk(steps_done)` is called after each chunk is dispatched, for progress reporting.
+    `on_chunk(steps_done)` is called after each chunk has finished, for progress reporting.
 
     Returns the final state, the snapshots stacked along a new leading axis (F + 1, ...) and the
     prequential metrics of all steps (steps, B).
@@ -129,6 +129,7 @@ def train_with_snapshots(
             metrics.append(piece_metrics)
         snapshots.append(state.params)
         if on_chunk is not None:
+            jax.block_until_ready(state.step)  # report finished steps, not dispatched ones
             on_chunk(int(stop))
 
     stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *snapshots)
