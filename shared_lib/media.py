@@ -77,6 +77,9 @@ UNREACHABLE_COOLDOWN_S = 60.0
 # Endpoint URL -> time.monotonic() of the last upload to it that got no response.
 _unreachable_endpoints: dict[str, float] = {}
 
+# Configuration errors already logged as warnings. A run without R2 warns once, then logs at INFO.
+_reported_config_errors: set[str] = set()
+
 _REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 _TRUE_VALUES = ("1", "true", "yes", "on")
 
@@ -229,7 +232,9 @@ def _upload(relative_path: str, content: bytes | Path, content_type: str, cache_
         config = R2Config.from_env()
         key = f"{_key_prefix()}/{relative_path}"
     except ValueError as error:
-        logger.warning("Saving %s locally because the R2 configuration is missing or invalid: %s", relative_path, error)
+        level = logging.INFO if str(error) in _reported_config_errors else logging.WARNING
+        _reported_config_errors.add(str(error))
+        logger.log(level, "Saving %s locally because the R2 configuration is missing or invalid: %s", relative_path, error)
         return None
 
     endpoint = config.endpoint_url

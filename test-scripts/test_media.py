@@ -44,6 +44,7 @@ def output_folder(monkeypatch, tmp_path) -> Path:
     monkeypatch.delenv("SEEWHY_MEDIA_LOCAL_ONLY", raising=False)
     monkeypatch.delenv("IMAGEIO_FFMPEG_EXE", raising=False)
     monkeypatch.setattr(media, "_unreachable_endpoints", {})
+    monkeypatch.setattr(media, "_reported_config_errors", set())
     return folder
 
 
@@ -435,6 +436,16 @@ def test_partial_config_falls_back(monkeypatch, output_folder, caplog):
     assert Path(result) == output_folder / "k" / "x.png"
     assert "missing or invalid" in caplog.text
     assert "R2_SECRET_ACCESS_KEY" in caplog.text
+
+
+def test_missing_config_warns_once(output_folder, caplog):
+    with caplog.at_level(logging.INFO, logger="shared_lib.media"):
+        media.save_media("a.png", b"a", key_dir="k")
+        media.save_media("b.png", b"b", key_dir="k")
+
+    fallbacks = [record for record in caplog.records if "missing or invalid" in record.getMessage()]
+    assert [record.levelno for record in fallbacks] == [logging.WARNING, logging.INFO]
+    assert (output_folder / "k" / "b.png").read_bytes() == b"b"
 
 
 def _media_config():
