@@ -181,7 +181,7 @@ def _evaluate(config: OnlineConfig, data, order: np.ndarray, snapshots: MLPParam
             on_chunk=lambda done, total: _advance(bar, done, total),
         )
     segment_sizes = np.bincount(segments, minlength=config.sections + 1)
-    return segment_accuracy(counts, segment_sizes, _finite_snapshots(snapshots))
+    return segment_accuracy(counts, segment_sizes, np.asarray(_finite_snapshots(snapshots)))
 
 
 def _save_figures(results: RunResults, final_params: MLPParams, data) -> None:
@@ -203,10 +203,11 @@ def _save_figures(results: RunResults, final_params: MLPParams, data) -> None:
         plt.close(fig)
 
 
-def _finite_snapshots(snapshots: MLPParams) -> np.ndarray:
+@jax.jit
+def _finite_snapshots(snapshots: MLPParams) -> jax.Array:
     """Return (F + 1,) bool: whether every parameter of each snapshot is finite."""
     leaves = [jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1) for leaf in snapshots]
-    return np.asarray(jnp.all(jnp.stack(leaves), axis=0))
+    return jnp.all(jnp.stack(leaves), axis=0)
 
 
 @contextlib.contextmanager
