@@ -10,7 +10,7 @@ predictions, metrics.json and the run log, and prints where each went.
     uv run python projects/online/train.py --order classwise   # one class after another: forgetting
     uv run python projects/online/train.py --help
 
-Time: about 18 s on a quiet 2-core x86 CPU for the default run, figures and animation included
+Time: about 16 s on a quiet 2-core x86 CPU for the default run, figures and animation included
 (4 s of it importing JAX and matplotlib), and 20 to 30 s when other jobs share the cores.
 Expected result (shuffled, seed 0): test accuracy about 0.96 after one pass; sections seen long ago
 stay near the test accuracy. With --order classwise or sorted the model forgets earlier classes
