@@ -237,6 +237,10 @@ def _load_splits(data: str, data_dir, cache_dir) -> _Splits:
         tried.append(f"local folder {folder}: no IDX, CIFAR-10 batch or parquet files found")
 
     hub = _hub_source(data)
+    if not _entry_path(data, hub, cache_dir).exists():
+        cached = _any_cached_entry(data, cache_dir)
+        if cached is not None:
+            return cached
     try:
         return _cached_or_built(data, hub, cache_dir)
     except (DatasetFileError, KeyboardInterrupt):
@@ -270,11 +274,40 @@ def _cache_root(cache_dir) -> Path:
     return Path(base) / "seewhy" / "datasets"
 
 
+def _entry_path(data: str, source: _Source, cache_dir) -> Path:
+    digest = xxhash.xxh3_64_hexdigest(source.fingerprint.encode())
+    return _cache_root(cache_dir) / f"{data}-v{CACHE_FORMAT_VERSION}-{digest}"
+
+
+def _any_cached_entry(data: str, cache_dir) -> _Splits | None:
+    """Return the newest valid cache entry of `data` from any source, or None.
+
+    Used when no local folder has the dataset, so that a copy cached from local files earlier
+    is preferred to downloading the same data from the hub.
+    """
+    root = _cache_root(cache_dir)
+    if not root.is_dir():
+        return None
+    def modified(entry: Path) -> float:
+        try:
+            return entry.stat().st_mtime
+        except FileNotFoundError:  # Discarded by another process meanwhile.
+            return 0.0
+
+    entries = sorted(root.glob(f"{data}-v{CACHE_FORMAT_VERSION}-*"), key=modified, reverse=True)
+    for entry in entries:
+        try:
+            splits = _read_entry(entry)
+        except _InvalidEntry:
+            continue
+        logger.info("No local files for %s; using the copy cached at %s", data, entry)
+        return splits
+    return None
+
+
 def _cached_or_built(data: str, source: _Source, cache_dir) -> _Splits:
     """Return the cached arrays for this source, building the cache entry first when needed."""
-    root = _cache_root(cache_dir)
-    digest = xxhash.xxh3_64_hexdigest(source.fingerprint.encode())
-    entry = root / f"{data}-v{CACHE_FORMAT_VERSION}-{digest}"
+    entry = _entry_path(data, source, cache_dir)
 
     if entry.exists():
         try:

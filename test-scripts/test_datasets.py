@@ -352,6 +352,16 @@ def test_cache_hit_skips_decoding(tmp_path, cache_dir, monkeypatch):
     np.testing.assert_array_equal(np.asarray(second.X), np.asarray(first.X))
 
 
+def test_cached_copy_used_without_folder(tmp_path, cache_dir, monkeypatch):
+    arrays = write_idx_dataset(tmp_path / "data" / "mnist")
+    load_supervised_image("mnist", data_dir=tmp_path / "data")
+    monkeypatch.delenv("SEEWHY_DATA_DIR", raising=False)
+
+    data = load_supervised_image("mnist")
+
+    np.testing.assert_array_equal(np.asarray(data.y), arrays["y_train"])
+
+
 def test_changed_source_gets_new_entry(tmp_path, cache_dir):
     folder = tmp_path / "data" / "mnist"
     write_idx_dataset(folder)
