@@ -77,7 +77,7 @@ UNREACHABLE_COOLDOWN_S = 60.0
 # Endpoint URL -> time.monotonic() of the last upload to it that got no response.
 _unreachable_endpoints: dict[str, float] = {}
 
-# Configuration errors already logged as warnings. A run without R2 warns once, then logs at INFO.
+# Configuration errors already logged as warnings. A run without R2 warns once, then logs at DEBUG.
 _reported_config_errors: set[str] = set()
 
 _REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -232,7 +232,7 @@ def _upload(relative_path: str, content: bytes | Path, content_type: str, cache_
         config = R2Config.from_env()
         key = f"{_key_prefix()}/{relative_path}"
     except ValueError as error:
-        level = logging.INFO if str(error) in _reported_config_errors else logging.WARNING
+        level = logging.DEBUG if str(error) in _reported_config_errors else logging.WARNING
         _reported_config_errors.add(str(error))
         logger.log(level, "Saving %s locally because the R2 configuration is missing or invalid: %s", relative_path, error)
         return None

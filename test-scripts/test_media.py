@@ -439,12 +439,12 @@ def test_partial_config_falls_back(monkeypatch, output_folder, caplog):
 
 
 def test_missing_config_warns_once(output_folder, caplog):
-    with caplog.at_level(logging.INFO, logger="shared_lib.media"):
+    with caplog.at_level(logging.DEBUG, logger="shared_lib.media"):
         media.save_media("a.png", b"a", key_dir="k")
         media.save_media("b.png", b"b", key_dir="k")
 
     fallbacks = [record for record in caplog.records if "missing or invalid" in record.getMessage()]
-    assert [record.levelno for record in fallbacks] == [logging.WARNING, logging.INFO]
+    assert [record.levelno for record in fallbacks] == [logging.WARNING, logging.DEBUG]
     assert (output_folder / "k" / "b.png").read_bytes() == b"b"
 
 
