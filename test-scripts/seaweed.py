@@ -21,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class S3Server:
     region: str
     directory: Path
     process: subprocess.Popen = dataclasses.field(repr=False)
+    ports: tuple[int, ...] = ()
 
     def stop(self) -> None:
         """Stop the server and wait for it to exit; calling it again does nothing."""
@@ -56,6 +58,13 @@ class S3Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+        self._remove_grpc_sockets()
+
+    def _remove_grpc_sockets(self) -> None:
+        # SeaweedFS 4.48 leaves a unix socket per gRPC port in the temp folder after it exits.
+        for port in self.ports:
+            for path in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-grpc-{port + _GRPC_OFFSET}.sock"):
+                path.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 40) -> str:
         """Return the last lines of the server's output and log files."""
@@ -166,7 +175,9 @@ def start_server(directory: Path, *, timeout: float = 30.0, attempts: int = 3) -
         with (directory / "weed.out").open("ab") as output:
             process = subprocess.Popen(_command(weed, directory, ports), stdout=output, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)
-        server = S3Server(f"http://127.0.0.1:{ports[0]}", access_key_id, secret_access_key, REGION, directory, process)
+        server = S3Server(
+            f"http://127.0.0.1:{ports[0]}", access_key_id, secret_access_key, REGION, directory, process, tuple(ports)
+        )
         try:
             _wait_until_ready(server, timeout)
         except RuntimeError:
