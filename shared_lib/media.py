@@ -440,8 +440,9 @@ def find_ffmpeg() -> str | None:
 def _encode_mp4(path: Path, frames: Iterator[np.ndarray], fps: float, ffmpeg: str) -> int:
     """Stream `frames` into an ffmpeg H.264 encoder writing `path`, and return the number of frames.
 
-    yuv420p needs even dimensions, so ffmpeg pads odd widths and heights with one black column or row
-    at the right and bottom. The frames are never rescaled.
+    yuv420p needs even dimensions, so ffmpeg pads an odd width or height with one column or row at
+    the right or bottom that repeats its neighbour, which leaves no visible border. The frames are
+    never rescaled.
     """
     first = next(frames, None)
     if first is None:
@@ -455,7 +456,10 @@ def _encode_mp4(path: Path, frames: Iterator[np.ndarray], fps: float, ffmpeg: st
         ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(frame_rate),
         "-i", "pipe:0",
-        "-vf", f"pad={padded_width}:{padded_height}:0:0:color=black",
+        "-vf", (
+            f"pad={padded_width}:{padded_height}:0:0,"
+            f"fillborders=right={padded_width - width}:bottom={padded_height - height}:mode=smear"
+        ),
         "-c:v", "libx264", "-preset", X264_PRESET, "-crf", str(X264_CRF), "-pix_fmt", "yuv420p",
         "-movflags", "+faststart", "-an",
         str(path),

@@ -531,16 +531,29 @@ def test_animation_mp4_odd_size_padded(output_folder):
     for index in range(6):
         level = 120 + 20 * index
         left = decoded[index, 2:14, 1:8].astype(int)
-        right = decoded[index, 2:14, 14:22].astype(int)
+        right = decoded[index, 2:14, 16:22].astype(int)
         assert np.abs(left - [level, 0, 0]).max() <= 12, index
         assert np.abs(right - level).max() <= 12, index
-    # The padding row and column have black luma, so the picture was not stretched into them. Their RGB
-    # values are not black because yuv420p shares one chroma sample between each 2x2 block of pixels.
+    # The padding row and column repeat their neighbours, so no dark border shows.
     luma = decoded.astype(float) @ [0.299, 0.587, 0.114]  # (T, H, W)
-    assert luma[:, 17, 14:22].max() <= 40
-    assert luma[:, :17, 23].max() <= 40
-    assert luma[:, 16, 14:22].min() >= 120 - 15
-    assert luma[:, :17, 22].min() >= 120 - 15
+    assert np.abs(luma[:, 17, 14:22] - luma[:, 16, 14:22]).max() <= 12
+    assert np.abs(luma[:, :17, 23] - luma[:, :17, 22]).max() <= 12
+
+
+def test_animation_mp4_odd_size_not_rescaled(output_folder):
+    frames = np.zeros((3, 15, 21, 3), np.uint8)  # (T, H, W, 3), both sides odd
+    frames[:, :, 5] = 255  # a one-pixel white column
+    frames[:, 9, :] = 255  # and a one-pixel white row
+
+    result = media.save_animation("lines.mp4", frames, fps=5, key_dir="k")
+
+    luma = iio.imread(result, index=None).astype(float) @ [0.299, 0.587, 0.114]  # (T, 16, 22)
+    assert luma.shape == (3, 16, 22)
+    # Luma keeps full resolution in yuv420p, so the lines stay one pixel wide at their columns and rows.
+    assert (luma[:, 2, :].argmax(axis=-1) == 5).all()
+    assert (luma[:, :, 15].argmax(axis=-1) == 9).all()
+    assert luma[:, 2, 7].max() <= 40
+    assert luma[:, 11, 15].max() <= 40
 
 
 def test_animation_mp4_even_size_kept(output_folder):
