@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import jax
+import numpy as np
 
-__all__ = ["KeyReuseError", "SafeKey", "infinite_safe_keys", "infinite_safe_keys_from_key"]
+__all__ = ["MAX_SEED", "KeyReuseError", "SafeKey", "infinite_safe_keys", "infinite_safe_keys_from_key"]
 
 
 class KeyReuseError(RuntimeError):
@@ -106,8 +107,15 @@ def infinite_safe_keys_from_key(key: jax.Array) -> Iterator[SafeKey]:
         index += 1
 
 
+# With 64-bit mode off (JAX's default), jax.random.key keeps only the low 32 bits of a seed, so
+# seeds 0 and 2**32 would give the same stream; larger seeds raise OverflowError.
+MAX_SEED = 2**32 - 1
+
+
 def infinite_safe_keys(seed: int) -> Iterator[SafeKey]:
-    """Yield fresh SafeKeys forever from an integer seed, using typed `jax.random.key` keys."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    """Yield fresh SafeKeys forever from an integer seed in 0..MAX_SEED, using typed `jax.random.key` keys."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
-    return infinite_safe_keys_from_key(jax.random.key(seed))
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed}")
+    return infinite_safe_keys_from_key(jax.random.key(int(seed)))

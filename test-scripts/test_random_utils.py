@@ -114,6 +114,18 @@ def test_stream_rejects_float_seed():
         next(infinite_safe_keys(1.5))
 
 
+@pytest.mark.parametrize("bad", [-1, 2**32, 2**64])
+def test_stream_rejects_out_of_range_seed(bad):
+    with pytest.raises(ValueError, match=f"from 0 to 4294967295, got {bad}"):
+        infinite_safe_keys(bad)
+
+
+def test_stream_accepts_numpy_seed():
+    from_numpy = next(infinite_safe_keys(np.int64(3))).get()
+    from_int = next(infinite_safe_keys(3)).get()
+    np.testing.assert_array_equal(key_bits(from_numpy), key_bits(from_int))
+
+
 def test_repr_shows_state_only():
     safe = SafeKey(jax.random.key(0))
     assert repr(safe) == "SafeKey(unused)"
