@@ -254,7 +254,8 @@ def _load_splits(data: str, data_dir, cache_dir) -> _Splits:
         + f"\nTo work offline, put the dataset's files in <data folder>/{data}/ "
         "(for MNIST-style data the four IDX .gz files, for CIFAR-10 the cifar-10-batches-py/ folder, "
         "or a Hugging Face parquet export with train-*.parquet and test-*.parquet) and set "
-        "SEEWHY_DATA_DIR=<data folder>. Set HF_HUB_OFFLINE=1 to skip the hub's network retries."
+        "SEEWHY_DATA_DIR=<data folder>."
+        + ("" if os.environ.get("HF_HUB_OFFLINE") else " Set HF_HUB_OFFLINE=1 to skip the hub's network retries.")
     )
 
 
