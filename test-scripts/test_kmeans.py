@@ -30,7 +30,10 @@ from projects.kmeans.metrics import (
     purity,
 )
 from projects.kmeans.minibatch import minibatch_kmeans, minibatch_step
+from projects.kmeans.plots import RED_LABEL_NOTE, centroid_frames, examples_figure
+from projects.kmeans.run import _score_iterations, animation_captions
 from projects.kmeans.seeding import count_distinct_rows, kmeans_plus_plus, seed_centres
+from shared_lib.datasets import load_supervised_image
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = REPOSITORY / "projects" / "kmeans" / "train.py"
@@ -390,6 +393,48 @@ def test_contingency_rejects_length_mismatch():
 
 
 # ---------------------------------------------------------------------------------------------
+# Figures
+
+
+def test_iteration_majority_labels():
+    # Points 0-2 have label 0 and sit near 0, points 3-5 have label 1 and sit near 10.
+    points = jnp.asarray([[0.0], [0.1], [0.2], [10.0], [10.1], [10.2]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    centre_history = np.array([[[10.0], [0.0]], [[0.0], [10.0]]])  # the two centres swap places
+    scores = _score_iterations(points, labels, centre_history, num_classes=2)
+    assert scores.majority_labels.tolist() == [[1, 0], [0, 1]]
+    assert scores.purity.tolist() == [1.0, 1.0]
+
+
+def test_animation_captions_per_iteration():
+    majority_history = np.array([[1, 0, 1], [0, 1, 1]])
+    captions = animation_captions(majority_history, np.array([2, 0, 1]), ("zero", "one"))
+    assert captions == [["2 → one", "0 → one", "1 → zero"], ["2 → one", "0 → zero", "1 → one"]]
+
+
+def test_centroid_frames_redraw_captions():
+    centre_history = np.full((2, 2, 16), 0.5)  # the same centres in both iterations
+    captions = [["0 → 0", "1 → 1"], ["0 → 7", "1 → 1"]]
+    frames = list(centroid_frames(centre_history, (1, 4, 4), np.array([1.0, 1.0]), np.array([0, 1]), captions, dpi=50))
+    assert len(frames) == 2
+    assert frames[0].shape == frames[1].shape
+    assert not np.array_equal(frames[0], frames[1])  # only the first caption differs
+
+
+def test_examples_figure_explains_red():
+    examples = np.zeros((1, 2, 1, 4, 4), np.uint8)
+    figure = examples_figure(
+        np.zeros((1, 16)), examples, np.array([[3, 5]]), np.array([3]), np.array([2]), [str(i) for i in range(10)], "run"
+    )
+    titles = {ax.get_title(): ax.title.get_color() for ax in figure.axes if ax.get_title()}
+    assert titles["3"] == "black"
+    assert titles["5"] == "tab:red"
+    assert RED_LABEL_NOTE in figure.get_suptitle()
+    assert "red" in RED_LABEL_NOTE
+    assert "majority label" in RED_LABEL_NOTE
+
+
+# ---------------------------------------------------------------------------------------------
 # Command line and smoke runs
 
 
@@ -435,6 +480,32 @@ def test_cli_rejects_bad_arguments(arguments, message):
     assert "Traceback" not in result.stderr
 
 
+def mnist_env(tmp_path: Path) -> dict:
+    """Return an environment for train.py that saves locally under `tmp_path`, or skip without SEEWHY_DATA_DIR."""
+    if not os.environ.get("SEEWHY_DATA_DIR"):
+        pytest.skip("SEEWHY_DATA_DIR is not set; it must name a folder with mnist/ in it")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("R2_")}
+    env.update(SEEWHY_OUTPUT_DIR=str(tmp_path), SEEWHY_DOTENV_PATH="")
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--n-train", "70000"], "--n-train must be from 1 to 60000 (the size of the mnist training split), got 70000"),
+        (["--k", "70000"], "--k must be from 1 to the number of images (60000), got 70000"),
+    ],
+)
+def test_cli_rejects_sizes_above_data(arguments, message, tmp_path):
+    result = run_train(*arguments, "--quiet", env=mnist_env(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("usage: train.py"), result.stderr
+    assert f"train.py: error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("*.*"))  # nothing saved
+
+
 def test_cli_help_shows_defaults():
     result = run_train("--help")
     assert result.returncode == 0, result.stderr
@@ -444,18 +515,15 @@ def test_cli_help_shows_defaults():
     assert "{lloyd,minibatch}" in result.stdout
 
 
-ARTIFACTS = ("centroids.png", "centroids.mp4", "metrics.png", "confusion.png", "examples.png", "metrics.json")
+ARTIFACTS = (
+    "centroids.png", "centroids.mp4", "metrics.png", "confusion.png", "examples.png", "metrics.json", "run.log",
+)  # fmt: skip
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["lloyd", "minibatch"])
 def test_train_smoke_mnist(algorithm, tmp_path):
-    data_dir = os.environ.get("SEEWHY_DATA_DIR")
-    if not data_dir:
-        pytest.skip("SEEWHY_DATA_DIR is not set; it must name a folder with mnist/ in it")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("R2_")}
-    env.update(SEEWHY_OUTPUT_DIR=str(tmp_path), SEEWHY_DOTENV_PATH="")
-
+    env = mnist_env(tmp_path)
     result = run_train(
         "--n-train", "1500", "--k", "10", "--max-iter", "25", "--algorithm", algorithm, "--batch-size", "256",
         "--quiet", env=env,
@@ -488,7 +556,28 @@ def test_train_smoke_mnist(algorithm, tmp_path):
     assert 0.3 < metrics["final"]["purity"] <= 1.0
     assert per_iteration["inertia"][-1] < per_iteration["inertia"][0]
     assert metrics["seconds"]["fit_per_iteration"] > 0
-    assert set(metrics["artifacts"]) == set(ARTIFACTS) - {"metrics.json"}
+    # run.log is saved after metrics.json, so metrics.json lists every other artifact.
+    assert set(metrics["artifacts"]) == set(ARTIFACTS) - {"metrics.json", "run.log"}
+
+    counts = np.array(metrics["cluster_label_counts"])
+    labels = np.asarray(load_supervised_image("mnist", n_tr=1500).y)
+    assert counts.shape == (10, 10)
+    assert counts.sum(axis=1).tolist() == metrics["cluster_sizes"]
+    assert counts.sum(axis=0).tolist() == np.bincount(labels, minlength=10).tolist()
+    assert metrics["majority_labels"] == counts.argmax(axis=1).tolist()
+    assert metrics["final"]["purity"] == pytest.approx(counts.max(axis=1).sum() / 1500)
+    assert metrics["class_names"] == [str(digit) for digit in range(10)]
+    example_labels = np.array(metrics["example_labels"])
+    assert example_labels.shape == (10, 8)
+    for cluster, row in enumerate(example_labels):
+        for label in row[row >= 0]:
+            assert counts[cluster, label] > 0, (cluster, label)
+
+    log = Path(printed["run.log"]).read_text()
+    assert f"Run {metrics['run_id']}: KMeansConfig(" in log
+    assert "Loaded 1500 mnist images of dimension 784" in log
+    assert f"{algorithm} stopped after {iterations} iterations" in log
+    assert f"Final purity {metrics['final']['purity']:.3f}, NMI {metrics['final']['nmi']:.3f}" in log
     if algorithm == "lloyd" and metrics["empty_cluster_reseeds"] == 0:
         assert np.all(np.diff(per_iteration["inertia"]) <= 1e-6 * per_iteration["inertia"][0])
 

@@ -9,9 +9,13 @@ from typing import Literal
 
 from shared_lib.datasets import DATASET_NAMES
 
-__all__ = ["KMeansConfig", "MAX_SEED"]
+__all__ = ["KMeansConfig", "MAX_SEED", "OptionError"]
 
 MAX_SEED = 2**32 - 1
+
+
+class OptionError(ValueError):
+    """An option value that the loaded data rules out; the message names the option, the value and the allowed range."""
 
 
 @dataclasses.dataclass(frozen=True)

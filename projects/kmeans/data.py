@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from projects.kmeans.config import OptionError
 from shared_lib.datasets import load_supervised_image
 
 __all__ = ["CLASS_NAMES", "ClusteringData", "load_clustering_data", "pixels_to_points"]
@@ -38,11 +39,23 @@ def pixels_to_points(images: jax.Array) -> jax.Array:
 
 
 def load_clustering_data(dataset: str, n_train: int | None) -> ClusteringData:
-    """Load the first `n_train` training images of `dataset` (all when None) with `shared_lib.datasets`."""
-    data = load_supervised_image(dataset, n_tr=n_train)
+    """Load the first `n_train` training images of `dataset` (all when None) with `shared_lib.datasets`.
+
+    Raises:
+        OptionError: `n_train` exceeds the size of the training split.
+    """
+    # The split size is known only after loading, so the whole split is loaded and then cut to n_train.
+    data = load_supervised_image(dataset)
+    images, labels = data.X, data.y
+    if n_train is not None:
+        if n_train > data.n_samples:
+            raise OptionError(
+                f"--n-train must be from 1 to {data.n_samples} (the size of the {dataset} training split), got {n_train}"
+            )
+        images, labels = images[:n_train], labels[:n_train]
     return ClusteringData(
-        points=pixels_to_points(data.X),
-        labels=np.asarray(data.y),
-        images=np.asarray(data.X),
+        points=pixels_to_points(images),
+        labels=np.asarray(labels),
+        images=np.asarray(images),
         class_names=CLASS_NAMES.get(dataset, tuple(str(label) for label in range(data.d_y))),
     )

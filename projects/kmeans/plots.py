@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 _GRID_COLUMNS = 10
+RED_LABEL_NOTE = "labels in red: true label differs from the majority label of the cluster"
 
 
 def cluster_order(majority_labels: np.ndarray, cluster_sizes: np.ndarray) -> np.ndarray:
@@ -79,29 +80,32 @@ def centroid_frames(
     image_shape: Sequence[int],
     inertia_history: np.ndarray,
     order: np.ndarray,
-    captions: Sequence[str],
+    captions: Sequence[Sequence[str]],
     dpi: int = 150,
 ) -> Iterator[np.ndarray]:
     """Yield one RGB frame (H, W, 3) uint8 per iteration, showing the centres in `order`.
 
-    `captions` label the centres (in `order`), for example with their final majority labels.
+    `captions[iteration]` label the centres (in `order`) in that frame, for example with the majority
+    labels of that iteration's assignment.
 
-    One figure is drawn once and only its image data and title change between frames, which keeps
+    One figure is drawn once and only its image data and titles change between frames, which keeps
     rendering at a few milliseconds per frame.
     """
     fig, axes = _grid_axes(len(order), cell_inches=1.0, title_inches=0.15)
     fig.set_dpi(dpi)
-    images = []
-    for ax, cluster, caption in zip(axes.flat, order, captions):
+    images, caption_texts = [], []
+    for ax, cluster, caption in zip(axes.flat, order, captions[0]):
         first = _to_display(centre_history[0, cluster].reshape(image_shape))
         images.append(ax.imshow(first, cmap="gray", vmin=0, vmax=1))
-        ax.set_title(caption, fontsize=6)
+        caption_texts.append(ax.set_title(caption, fontsize=6))
     title = fig.suptitle("", fontsize=9)
     fig.tight_layout()
     try:
         for iteration, centres in enumerate(centre_history):
             for image, cluster in zip(images, order):
                 image.set_data(_to_display(centres[cluster].reshape(image_shape)))
+            for text, caption in zip(caption_texts, captions[iteration]):
+                text.set_text(caption)
             title.set_text(f"iteration {iteration}   inertia {inertia_history[iteration]:,.0f}")
             fig.canvas.draw()
             yield np.ascontiguousarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
@@ -193,13 +197,14 @@ def examples_figure(
 ) -> Figure:
     """Draw one row per cluster: its centre, then example members (k, m, C, H, W) uint8.
 
-    Each example is titled with its true label, in red when it differs from the majority label.
-    Rows of clusters with fewer than m points leave the remaining cells blank (label -1).
+    Each example is titled with its true label, in red when it differs from the majority label, and
+    the second line of the figure title explains the red. Rows of clusters with fewer than m points leave the remaining
+    cells blank (label -1).
     """
     order = cluster_order(majority_labels, cluster_sizes)
     k, per_cluster = examples.shape[:2]
     image_shape = examples.shape[2:]
-    height = 0.95 * k + 0.5
+    height = 0.95 * k + 0.7
     fig, axes = plt.subplots(k, per_cluster + 1, figsize=(0.9 * (per_cluster + 1), height), squeeze=False)
     for row, cluster in zip(axes, order):
         for ax in row:
@@ -212,6 +217,6 @@ def examples_figure(
             ax.imshow(_to_display(image / 255.0), cmap="gray", vmin=0, vmax=1)
             wrong = label != majority_labels[cluster]
             ax.set_title(str(class_names[label]), fontsize=6, color="tab:red" if wrong else "black")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))  # keeps the top 0.4 inch for the title
+    fig.suptitle(f"{title}\n{RED_LABEL_NOTE}", fontsize=10)
+    fig.tight_layout()  # leaves room for the two-line title
     return fig

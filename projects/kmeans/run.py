@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -13,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from projects.kmeans import plots
-from projects.kmeans.config import KMeansConfig
+from projects.kmeans.config import KMeansConfig, OptionError
 from projects.kmeans.data import ClusteringData, load_clustering_data
 from projects.kmeans.lloyd import KMeansFit, assign, lloyd
 from projects.kmeans.metrics import cluster_label_counts, table_scores
@@ -38,11 +42,12 @@ HOLD_SECONDS = 1.5
 
 
 class IterationScores(NamedTuple):
-    """Scores of each iteration's assignment, (iterations,) float64 each."""
+    """Scores of each iteration's assignment, (iterations,) float64 each, and its majority labels."""
 
     purity: np.ndarray
     nmi: np.ndarray
     ari: np.ndarray
+    majority_labels: np.ndarray  # (iterations, k) majority label of each cluster
 
 
 class KMeansRun(NamedTuple):
@@ -89,14 +94,16 @@ def _fit(config: KMeansConfig, points: jax.Array, centres: jax.Array, key: jax.A
 def _score_iterations(points: jax.Array, labels: np.ndarray, centre_history: np.ndarray, num_classes: int):
     """Assign the points to each iteration's centres and score that assignment against the labels."""
     k = centre_history.shape[1]
-    purity, nmi, ari = [], [], []
+    purity, nmi, ari, majority_labels = [], [], [], []
     for centres in centre_history:
         clusters = np.asarray(assign(points, centres).labels)
-        scores = table_scores(cluster_label_counts(clusters, labels, k, num_classes))
+        counts = cluster_label_counts(clusters, labels, k, num_classes)
+        scores = table_scores(counts)
         purity.append(scores.purity)
         nmi.append(scores.nmi)
         ari.append(scores.ari)
-    return IterationScores(np.array(purity), np.array(nmi), np.array(ari))
+        majority_labels.append(counts.argmax(axis=1))
+    return IterationScores(np.array(purity), np.array(nmi), np.array(ari), np.array(majority_labels))
 
 
 def _pick_examples(images: np.ndarray, labels: np.ndarray, clusters: np.ndarray, k: int, rng: np.random.Generator):
@@ -156,11 +163,16 @@ def _save_figures(result: KMeansRun) -> dict[str, str]:
     return artifacts
 
 
+def animation_captions(majority_history: np.ndarray, order: np.ndarray, class_names: tuple[str, ...]) -> list[list[str]]:
+    """Return captions[iteration][i] "cluster → majority label" of cluster order[i] in that iteration's assignment."""
+    return [[f"{cluster} → {class_names[majority[cluster]]}" for cluster in order] for majority in majority_history]
+
+
 def _save_animation(result: KMeansRun) -> str:
     order = plots.cluster_order(result.majority_labels, result.counts.sum(axis=1))
     iterations = len(result.inertia)
     fps = float(np.clip(iterations / ANIMATION_SECONDS, 2, 15))
-    captions = [f"{cluster} → {result.class_names[result.majority_labels[cluster]]}" for cluster in order]
+    captions = animation_captions(result.scores.majority_labels, order, result.class_names)
     frames = plots.centroid_frames(result.centre_history, result.image_shape, result.inertia, order, captions)
 
     def with_hold():
@@ -198,20 +210,60 @@ def _metrics_document(result: KMeansRun, num_points: int, dimension: int, timer:
             "ari": result.scores.ari.tolist(),
             "empty_cluster_reseeds": result.reseeds.tolist(),
         },
+        "class_names": list(result.class_names),
         "cluster_sizes": result.counts.sum(axis=1).tolist(),
+        # cluster_label_counts[i][j]: images in cluster i with label j, as confusion.png shows them.
+        "cluster_label_counts": result.counts.tolist(),
         "majority_labels": result.majority_labels.tolist(),
+        # Labels of the images in examples.png, one row per cluster, -1 where a cluster has fewer members.
+        "example_labels": result.example_labels.tolist(),
         "seconds": {**seconds, "total": timer.total, "fit_per_iteration": seconds["fit"] / result.iterations},
         "artifacts": result.artifacts,
     }
 
 
+@contextlib.contextmanager
+def _run_log(path: Path) -> Iterator[None]:
+    """Write the INFO and higher records of projects.kmeans and shared_lib to `path` while active."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    loggers = [logging.getLogger("projects.kmeans"), logging.getLogger("shared_lib")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.addHandler(handler)
+        # Without this, a caller that left the root logger at WARNING would get an empty log.
+        if log.getEffectiveLevel() > logging.INFO:
+            log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.removeHandler(handler)
+            log.setLevel(level)
+        handler.close()
+
+
 def run(config: KMeansConfig) -> KMeansRun:
-    """Cluster the training images as `config` specifies, save figures and metrics.json, and return the results.
+    """Cluster the training images as `config` specifies, save figures, metrics.json and run.log, and return the results.
+
+    run.log contains the INFO records of projects.kmeans and shared_lib during the run. It is saved
+    last, so metrics.json does not list it.
 
     Raises:
-        ValueError: k exceeds the number of images or of distinct images; the message gives both numbers.
+        OptionError: --n-train or --k exceeds the number of images; the message gives the allowed range.
+        ValueError: k exceeds the number of distinct images; the message gives both numbers.
     """
     run_id = new_run_id("kmeans")
+    with tempfile.TemporaryDirectory(prefix="seewhy-kmeans-") as temp_dir:
+        log_path = Path(temp_dir) / "run.log"
+        with _run_log(log_path):
+            result = _run(config, run_id)
+        log_location = save_media(f"{run_id}/run.log", log_path, "text/plain")
+    return result._replace(artifacts={**result.artifacts, "run.log": log_location})
+
+
+def _run(config: KMeansConfig, run_id: str) -> KMeansRun:
     timer = PhaseTimer()
     keys = infinite_safe_keys(config.seed)
     key_init, key_batches, key_examples = next(keys).split(3)
@@ -221,7 +273,7 @@ def run(config: KMeansConfig) -> KMeansRun:
         data = load_clustering_data(config.dataset, config.n_train)
     num_points, dimension = data.points.shape
     if config.k > num_points:
-        raise ValueError(f"--k={config.k} exceeds the number of images ({num_points}). Choose --k <= {num_points}.")
+        raise OptionError(f"--k must be from 1 to the number of images ({num_points}), got {config.k}")
     logger.info("Loaded %d %s images of dimension %d", num_points, config.dataset, dimension)
 
     with timer.phase("init"):
@@ -265,4 +317,9 @@ def run(config: KMeansConfig) -> KMeansRun:
 
     document = _metrics_document(result, num_points, dimension, timer)
     metrics_location = save_media(f"{run_id}/metrics.json", json.dumps(document, indent=2).encode())
+    logger.info(
+        "Final purity %.3f, NMI %.3f, ARI %.3f; timings in seconds: %s",
+        result.scores.purity[-1], result.scores.nmi[-1], result.scores.ari[-1],
+        {name: round(seconds, 2) for name, seconds in timer.seconds.items()},
+    )  # fmt: skip
     return result._replace(seconds=dict(timer.seconds), artifacts={**result.artifacts, "metrics.json": metrics_location})
