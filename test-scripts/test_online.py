@@ -1,4 +1,5 @@
-"""Unit tests of the online experiment: stream orders, compiled training, section evaluation, summaries.
+"""Unit tests of the online experiment: config checks, stream orders, compiled training, section evaluation,
+summaries, the divergence message and the figures.
 
 Each compiled routine is checked against a plain per-step or per-example Python loop on seeded data.
 Run with `uv run pytest test-scripts/test_online.py` or `uv run python test-scripts/test_online.py`.
@@ -10,11 +11,15 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 import pytest
+from matplotlib.patches import StepPatch
 
+from projects.online import plots
 from projects.online.compilation import CompileWatcher
+from projects.online.config import MAX_SEED, OnlineConfig
 from projects.online.evaluation import correct_counts, evaluate_snapshots, segment_accuracy
 from projects.online.model import MLPParams, example_losses, init_params, logits
 from projects.online.stream import (
@@ -25,7 +30,8 @@ from projects.online.stream import (
     section_of_examples,
     stream_order,
 )
-from projects.online.summaries import divergence, seen_sections, summarize_frames
+from projects.online.run import RunResults, divergence_message
+from projects.online.summaries import Divergence, divergence, seen_sections, summarize_frames
 from projects.online.training import init_state, make_train_chunk, train_with_snapshots
 
 D_IN, HIDDEN, CLASSES = 12, 6, 10
@@ -345,6 +351,206 @@ def test_large_lr_diverges():
     found = divergence(np.asarray(metrics.loss), mask, threshold=100.0)
     assert found.diverged
     assert found.nonfinite_step is not None and found.step <= found.nonfinite_step < 40
+
+
+
+def test_divergence_message_finite_loss():
+    message = divergence_message(Divergence(True, 1234, 150.5, None), threshold=100.0)
+    assert message == (
+        "Training diverged: the prequential loss exceeded the 100-nat threshold at step 1,234 (150.5 nats) "
+        "and stayed finite throughout the run"
+    )
+    assert "never" not in message
+
+
+def test_divergence_message_nonfinite_loss():
+    message = divergence_message(Divergence(True, 7, float("nan"), 7), threshold=100.0)
+    assert message == "Training diverged: the prequential loss became non-finite at step 7"
+
+
+def test_divergence_message_large_then_nonfinite():
+    message = divergence_message(Divergence(True, 3, 2e6, 9), threshold=100.0)
+    assert "exceeded the 100-nat threshold at step 3 (2e+06 nats)" in message
+    assert message.endswith("became non-finite at step 9")
+
+
+# ----------------------------------------------------------------------------------------------
+# Config checks
+
+
+@pytest.mark.parametrize("seed", [0, 1, MAX_SEED])
+def test_config_seed_accepted(seed):
+    assert OnlineConfig(seed=seed).seed == seed
+
+
+@pytest.mark.parametrize("seed", [-1, MAX_SEED + 1, 99999999999999999999])
+def test_config_seed_out_of_range(seed):
+    with pytest.raises(ValueError, match=f"--seed {seed} is invalid; use an integer from 0 to 4294967295"):
+        OnlineConfig(seed=seed)
+
+
+def test_max_seed_is_32_bits():
+    assert MAX_SEED == 2**32 - 1
+
+
+@pytest.mark.parametrize("fps", [0.5, 10.0, 60.0])
+def test_config_fps_accepted(fps):
+    assert OnlineConfig(fps=fps).fps == fps
+
+
+@pytest.mark.parametrize("fps", [0.001, 0.49, 60.5, 1e9])
+def test_config_fps_out_of_range(fps):
+    with pytest.raises(ValueError, match=r"use 0\.5 to 60$"):
+        OnlineConfig(fps=fps)
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+
+
+def _results(accuracy: np.ndarray, n_examples: int) -> RunResults:
+    """Results of a made-up run of `n_examples` examples, batch size 1, with the given accuracy (F + 1, S)."""
+    n_frames, n_sections = accuracy.shape[0] - 1, accuracy.shape[1]
+    config = OnlineConfig(n_train=n_examples, sections=n_sections, frames=n_frames, animation=False)
+    steps = frame_steps(n_examples, n_frames)
+    seen = examples_seen(steps, 1, n_examples)
+    rng = np.random.default_rng(0)
+    test_accuracy = accuracy.mean(axis=1)
+    return RunResults(
+        run_id="online-test",
+        config=config,
+        accuracy=accuracy,
+        test_accuracy=test_accuracy,
+        frame_steps=steps,
+        frame_examples=seen,
+        section_bounds=section_bounds(n_examples, n_sections),
+        summary=summarize_frames(accuracy, seen_sections(seen, n_examples, n_sections)),
+        prequential_loss=rng.uniform(0.1, 3.0, n_examples),
+        prequential_correct=rng.random(n_examples) < 0.7,
+        divergence=Divergence(False, None, None, None),
+        final_test_accuracy=float(test_accuracy[-1]),
+        timings={},
+        peak_memory_mb=0.0,
+        artifacts={},
+    )
+
+
+def _rising_accuracy(n_frames: int, n_sections: int) -> np.ndarray:
+    return np.linspace(0.1, 0.95, n_frames + 1)[:, None] * np.ones(n_sections)
+
+
+@pytest.fixture
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def _stairs(ax, label: str) -> StepPatch:
+    (patch,) = [artist for artist in ax.patches if isinstance(artist, StepPatch) and artist.get_label() == label]
+    return patch
+
+
+def test_final_sections_cover_whole_stream(close_figures):
+    results = _results(_rising_accuracy(4, 10), n_examples=100)
+    ax = plots.final_sections_figure(results).axes[0]
+    for label in ("final accuracy", "best accuracy over all frames"):
+        values, edges, _ = _stairs(ax, label).get_data()
+        np.testing.assert_array_equal(edges, np.arange(0, 101, 10))
+        np.testing.assert_allclose(values, results.accuracy[-1])
+        x = _stairs(ax, label).get_path().vertices[:, 0]
+        assert x.min() == 0, label
+        assert x.max() == 100, label
+    assert ax.get_xlim() == (0, 100)
+
+
+def test_final_sections_show_lowest_section(close_figures):
+    accuracy = _rising_accuracy(4, 10)
+    accuracy[-1, 3] = 0.12
+    ax = plots.final_sections_figure(_results(accuracy, n_examples=100)).axes[0]
+    lower, upper = ax.get_ylim()
+    assert 0 < lower < 0.12
+    assert upper >= 1
+
+
+@pytest.mark.parametrize(
+    ("arrays", "expected"),
+    [
+        (([0.5, 0.9], [0.95]), (0.48, 1.005)),
+        (([0.12] + [0.95] * 49,), (0.10, 1.005)),
+        (([0.01, np.nan, 1.0],), (0.0, 1.005)),
+        (([np.nan],), (0.0, 1.005)),
+    ],
+)
+def test_accuracy_limits(arrays, expected):
+    np.testing.assert_allclose(plots.accuracy_limits(*map(np.array, arrays)), expected)
+
+
+def _colorbar_label(fig) -> str:
+    return fig.axes[-1].get_ylabel()
+
+
+def test_heatmap_gray_label_only_with_nan(close_figures):
+    accuracy = _rising_accuracy(4, 5)
+    assert "gray" not in _colorbar_label(plots.heatmap_figure(_results(accuracy, n_examples=100)))
+    accuracy[-1] = np.nan
+    assert "gray: undefined" in _colorbar_label(plots.heatmap_figure(_results(accuracy, n_examples=100)))
+
+
+@pytest.mark.parametrize(
+    ("largest", "divisor", "unit"),
+    [(1, 1, "examples"), (4999, 1, "examples"), (5000, 1000, "thousands of examples"), (60000, 1000, "thousands of examples")],
+)
+def test_count_axis_unit(largest, divisor, unit):
+    assert plots.count_axis(largest) == (divisor, unit)
+
+
+def test_short_stream_axes_in_examples(close_figures):
+    results = _results(_rising_accuracy(4, 10), n_examples=300)
+    figures = [plots.progress_figure(results), plots.final_sections_figure(results), plots.frame_summary_figure(results)]
+    for fig in figures:
+        ax = fig.axes[0]
+        assert "(examples" in ax.get_xlabel(), ax.get_xlabel()
+        assert "thousands" not in ax.get_xlabel(), ax.get_xlabel()
+        assert ax.get_xlim()[1] == 300
+        ticks = [tick for tick in ax.get_xticks() if 0 <= tick <= 300]
+        assert all(float(tick).is_integer() for tick in ticks), ticks
+
+
+def test_long_stream_axes_in_thousands(close_figures):
+    results = _results(_rising_accuracy(4, 10), n_examples=6000)
+    ax = plots.final_sections_figure(results).axes[0]
+    assert "thousands of examples" in ax.get_xlabel()
+    assert ax.get_xlim() == (0, 6)
+
+
+def test_progress_single_example_visible(close_figures):
+    results = _results(np.array([[0.0], [1.0]]), n_examples=1)
+    fig = plots.progress_figure(results)
+    assert "1 examples" not in fig.get_suptitle()
+    assert "not smoothed" in fig.get_suptitle()
+    for ax in fig.axes:
+        (line,) = ax.get_lines()
+        assert line.get_marker() == "o"
+        np.testing.assert_array_equal(line.get_xdata(), [1.0])
+        assert ax.get_xlim() == (0, 1)
+
+
+def test_progress_long_run_smoothed(close_figures):
+    results = _results(_rising_accuracy(4, 10), n_examples=1000)
+    fig = plots.progress_figure(results)
+    assert "moving mean over 5 examples" in fig.get_suptitle()
+    assert fig.axes[0].get_lines()[0].get_marker() == "None"
+
+
+def test_frame_summary_mean_on_top(close_figures):
+    ax = plots.frame_summary_figure(_results(_rising_accuracy(4, 10), n_examples=100)).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    mean = lines.pop("mean over sections")
+    assert len(lines) == 4
+    for label, line in lines.items():
+        assert mean.get_zorder() > line.get_zorder(), label
+        assert mean.get_linewidth() > line.get_linewidth(), label
+        assert mean.get_color() != line.get_color(), label
 
 
 if __name__ == "__main__":

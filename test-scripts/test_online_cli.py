@@ -61,6 +61,11 @@ def test_help_lists_options():
         (["--lr", "nan"], "--lr nan is invalid"),
         (["--batch-size", "0"], "--batch-size 0 is invalid"),
         (["--n-train", "70000"], "--n-train 70000 is invalid; use 1 to 60000"),
+        (["--seed", "99999999999999999999"], "--seed 99999999999999999999 is invalid; use an integer from 0 to 4294967295"),
+        (["--seed", "-1"], "--seed -1 is invalid; use an integer from 0 to 4294967295"),
+        (["--seed", "4294967296"], "--seed 4294967296 is invalid"),
+        (["--fps", "1e9"], "--fps 1000000000.0 is invalid; use 0.5 to 60"),
+        (["--fps", "0.001"], "--fps 0.001 is invalid; use 0.5 to 60"),
         (["--n-train", "50", "--sections", "51"], "--sections 51 is more than the 50 examples in the stream; use 1 to 50"),
         (["--n-train", "50", "--sections", "5", "--batch-size", "10", "--frames", "6"], "--frames 6 is more than the 5 training steps; use 1 to 5"),
     ],
@@ -70,6 +75,25 @@ def test_invalid_value_rejected(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_help_skips_jax_and_matplotlib():
+    # --help and usage errors must not pay the seconds that importing JAX and matplotlib take.
+    script = (
+        "import sys\n"
+        "from projects.online import train\n"
+        "for argv in (['--help'], ['--seed', '-1']):\n"
+        "    try:\n"
+        "        train.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(name for name in ('jax', 'matplotlib') if name in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPOSITORY
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def _artifact_folder(output_dir: Path, stdout: str) -> Path:
@@ -129,7 +153,10 @@ def test_diverged_run_still_saves(tmp_path, monkeypatch):
     assert metrics["divergence"]["diverged"] is True
     assert metrics["divergence"]["nonfinite_step"] is not None
     assert metrics["accuracy"][-1] == [None] * 5
-    assert "Training diverged at step" in (folder / "run.log").read_text()
+    log = (folder / "run.log").read_text()
+    assert "Training diverged: the prequential loss" in log
+    assert "non-finite at step" in log
+    assert "never" not in log
 
 
 if __name__ == "__main__":

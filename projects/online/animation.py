@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from projects.online.plots import stream_position
+from projects.online.plots import count_axis, stream_position
 
 if TYPE_CHECKING:
     from projects.online.run import RunResults
@@ -29,8 +29,9 @@ FRAME_DPI = 100
 def section_frames(results: RunResults) -> Iterator[np.ndarray]:
     """Yield one (540, 960, 3) uint8 image per frame: section accuracy against stream position."""
     n_examples = int(results.section_bounds[-1])
-    bounds = results.section_bounds / 1000.0
-    positions = stream_position(results.frame_examples, n_examples) / 1000.0
+    axis = count_axis(n_examples)
+    bounds = results.section_bounds / axis.divisor
+    positions = stream_position(results.frame_examples, n_examples) / axis.divisor
     n_frames = len(results.frame_examples)
 
     fig = Figure(figsize=FRAME_SIZE_INCHES, dpi=FRAME_DPI, layout="constrained")
@@ -38,7 +39,7 @@ def section_frames(results: RunResults) -> Iterator[np.ndarray]:
     ax = fig.add_subplot()
     ax.set_xlim(0, bounds[-1])
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("stream position (thousands of examples)")
+    ax.set_xlabel(f"stream position ({axis.unit})")
     ax.set_ylabel("accuracy on the section")
     ax.set_title(f"Accuracy on each section of the stream as the MLP trains ({results.config.order} order)")
     ax.grid(alpha=0.3)

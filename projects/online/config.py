@@ -7,10 +7,16 @@ import math
 from dataclasses import field
 from typing import Literal
 
-__all__ = ["MNIST_TRAIN_SIZE", "MNIST_TEST_SIZE", "OnlineConfig", "StreamOrder"]
+__all__ = ["MAX_FPS", "MAX_SEED", "MIN_FPS", "MNIST_TRAIN_SIZE", "MNIST_TEST_SIZE", "OnlineConfig", "StreamOrder"]
 
 MNIST_TRAIN_SIZE = 60_000
 MNIST_TEST_SIZE = 10_000
+# jax.random.key (JAX 0.10.2, threefry) maps 2**32 to the key of seed 0 and raises OverflowError above 64 bits.
+MAX_SEED = 2**32 - 1
+# Under 0.5 frames per second the default 101 frames take over 3 minutes to play. Above 60 a 60 Hz display
+# skips frames, and at 1e9 the duration of the mp4 rounds to 0 s.
+MIN_FPS = 0.5
+MAX_FPS = 60.0
 
 StreamOrder = Literal["shuffled", "sorted", "split", "classwise"]
 
@@ -27,7 +33,9 @@ class OnlineConfig:
             "seeded random order within each class)"
         },
     )
-    seed: int = field(default=0, metadata={"help": "seed of the parameter initialisation and the stream order"})
+    seed: int = field(
+        default=0, metadata={"help": f"seed of the parameter initialisation and the stream order, 0 to {MAX_SEED}"}
+    )
     n_train: int | None = field(
         default=None,
         metadata={"help": f"use the first N training examples as the stream, 1 to {MNIST_TRAIN_SIZE} (all when unset)"},
@@ -54,7 +62,9 @@ class OnlineConfig:
             "at most the number of examples"
         },
     )
-    fps: float = field(default=10.0, metadata={"help": "frames per second of the animation"})
+    fps: float = field(
+        default=10.0, metadata={"help": f"frames per second of the animation, {MIN_FPS:g} to {MAX_FPS:g}"}
+    )
     animation: bool = field(default=True, metadata={"help": "render the frame-by-frame animation (.mp4)"})
     divergence_loss: float = field(
         default=100.0,
@@ -66,12 +76,14 @@ class OnlineConfig:
 
     def __post_init__(self) -> None:
         _check_choice("order", self.order, ("shuffled", "sorted", "split", "classwise"))
+        _check_int_range("seed", self.seed, 0, MAX_SEED)
         _check_optional_range("n_train", self.n_train, MNIST_TRAIN_SIZE)
         _check_optional_range("n_test", self.n_test, MNIST_TEST_SIZE)
         for name in ("hidden", "batch_size", "epochs", "frames", "sections"):
             _check_positive_int(name, getattr(self, name))
         for name in ("lr", "fps", "divergence_loss"):
             _check_positive_float(name, getattr(self, name))
+        _check_float_range("fps", self.fps, MIN_FPS, MAX_FPS)
 
         if self.sections > self.n_examples:
             raise ValueError(
@@ -112,6 +124,16 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 def _check_positive_int(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"--{_option(name)} {value!r} is invalid; use a positive integer")
+
+
+def _check_int_range(name: str, value: object, minimum: int, maximum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise ValueError(f"--{_option(name)} {value!r} is invalid; use an integer from {minimum} to {maximum}")
+
+
+def _check_float_range(name: str, value: float, minimum: float, maximum: float) -> None:
+    if not minimum <= value <= maximum:
+        raise ValueError(f"--{_option(name)} {value!r} is invalid; use {minimum:g} to {maximum:g}")
 
 
 def _check_optional_range(name: str, value: object, maximum: int) -> None:

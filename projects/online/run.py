@@ -44,7 +44,7 @@ from shared_lib.datasets import load_supervised_1d
 from shared_lib.experiment import PhaseTimer, new_run_id, package_versions
 from shared_lib.random_utils import infinite_safe_keys
 
-__all__ = ["RunResults", "run"]
+__all__ = ["RunResults", "divergence_message", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -227,11 +227,23 @@ def _log_outcome(config, test_accuracy, loss, correct, diverged: Divergence) -> 
         test_accuracy[-1], correct.mean(), np.mean(loss),
     )
     if diverged.diverged:
-        nonfinite = "never" if diverged.nonfinite_step is None else f"at step {diverged.nonfinite_step}"
-        logger.warning(
-            "Training diverged at step %d (prequential loss %.4g nats, threshold %g); the loss became non-finite %s",
-            diverged.step, diverged.loss, config.divergence_loss, nonfinite,
+        logger.warning("%s", divergence_message(diverged, config.divergence_loss))
+
+
+def divergence_message(diverged: Divergence, threshold: float) -> str:
+    """Describe how a diverged run diverged: a finite loss above `threshold` first, or a non-finite loss."""
+    if diverged.nonfinite_step is None:
+        return (
+            f"Training diverged: the prequential loss exceeded the {threshold:g}-nat threshold at step "
+            f"{diverged.step:,} ({diverged.loss:.4g} nats) and stayed finite throughout the run"
         )
+    if diverged.nonfinite_step == diverged.step:
+        return f"Training diverged: the prequential loss became non-finite at step {diverged.step:,}"
+    return (
+        f"Training diverged: the prequential loss exceeded the {threshold:g}-nat threshold at step "
+        f"{diverged.step:,} ({diverged.loss:.4g} nats) while finite, and became non-finite at step "
+        f"{diverged.nonfinite_step:,}"
+    )
 
 
 def _peak_memory_mb() -> float:

@@ -24,13 +24,15 @@ import math
 import sys
 
 from projects.online.config import OnlineConfig
-from projects.online.run import run
-from shared_lib.datasets import DatasetFileError, DatasetNotFoundError
 from shared_lib.experiment import configure_logging, parse_config
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(OnlineConfig, argv, description=__doc__)
+    # JAX and matplotlib load only after the arguments are valid, so --help and usage errors return fast.
+    from projects.online.run import run
+    from shared_lib.datasets import DatasetFileError, DatasetNotFoundError
+
     configure_logging(quiet=config.quiet)
     try:
         results = run(config)
