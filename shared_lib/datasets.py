@@ -6,7 +6,7 @@
 Where the data comes from, first source that has it wins:
 
 1. A local data folder: the `data_dir` argument, else the `SEEWHY_DATA_DIR` environment variable.
-   It holds one subfolder per dataset name (`mnist/`, `fashion_mnist/`, `cifar10/`) with that
+   It contains one subfolder per dataset name (`mnist/`, `fashion_mnist/`, `cifar10/`) with that
    dataset's canonical distribution files:
    - MNIST and Fashion-MNIST: the four IDX files (`train-images-idx3-ubyte.gz`,
      `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte.gz`),
@@ -526,10 +526,10 @@ def _read_idx_splits(paths: Sequence[Path]) -> _Splits:
 
 
 class _CifarUnpickler(pickle.Unpickler):
-    """Unpickler for the CIFAR-10 python batches that refuses every global but NumPy's array rebuild.
+    """Unpickler for the CIFAR-10 python batches that rejects every global but NumPy's array rebuild.
 
-    The batches are the dataset's canonical distribution and are pickles of dicts of bytes, lists
-    and NumPy arrays; nothing else needs to be importable while reading them.
+    The batches are the dataset's canonical distribution. They are pickles of dicts of bytes, lists
+    and NumPy arrays, so nothing else needs to be importable while reading them.
     """
 
     _ALLOWED = {
