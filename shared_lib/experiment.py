@@ -26,11 +26,13 @@ import time
 import types
 import typing
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
     "PhaseTimer",
     "build_parser",
+    "capture_run_log",
     "configure_logging",
     "new_run_id",
     "package_versions",
@@ -148,3 +150,28 @@ def configure_logging(quiet: bool = False, log_file: str | None = None) -> None:
     )
     # JAX logs backend probing at INFO ("Unable to initialize backend 'tpu'"), which is noise in a run log.
     logging.getLogger("jax").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def capture_run_log(path: Path, logger_names: Sequence[str]) -> Iterator[Path]:
+    """Write the INFO and higher records of the named loggers to `path` while the block runs.
+
+    Loggers left above INFO (for example by a notebook whose root logger stays at WARNING) are
+    lowered to INFO for the duration, so the run log is complete whatever the caller configured.
+    """
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    loggers = [logging.getLogger(name) for name in logger_names]
+    previous_levels = [log.level for log in loggers]
+    for log in loggers:
+        log.addHandler(handler)
+        if log.getEffectiveLevel() > logging.INFO:
+            log.setLevel(logging.INFO)
+    try:
+        yield path
+    finally:
+        for log, level in zip(loggers, previous_levels):
+            log.removeHandler(handler)
+            log.setLevel(level)
+        handler.close()

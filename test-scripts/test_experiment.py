@@ -9,7 +9,15 @@ from typing import Literal
 
 import pytest
 
-from shared_lib.experiment import PhaseTimer, build_parser, configure_logging, new_run_id, package_versions, parse_config
+from shared_lib.experiment import (
+    PhaseTimer,
+    build_parser,
+    capture_run_log,
+    configure_logging,
+    new_run_id,
+    package_versions,
+    parse_config,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +101,33 @@ def test_log_file_gets_info(tmp_path):
     text = log_file.read_text()
     assert "saved figure to x.png" in text
     assert "tpu" not in text
+
+
+def test_run_log_captures_named_loggers(tmp_path):
+    toy = logging.getLogger("projects.toy")
+    other = logging.getLogger("elsewhere")
+
+    with capture_run_log(tmp_path / "run.log", ["projects.toy"]) as path:
+        toy.info("step %d done", 3)
+        other.warning("not captured")
+    toy.info("after the block")
+
+    text = path.read_text()
+    assert "INFO projects.toy: step 3 done" in text
+    assert "not captured" not in text
+    assert "after the block" not in text
+    assert toy.handlers == []
+
+
+def test_run_log_restores_level(tmp_path):
+    toy = logging.getLogger("projects.quiet_toy")
+    toy.setLevel(logging.WARNING)
+
+    with capture_run_log(tmp_path / "run.log", ["projects.quiet_toy"]):
+        toy.info("recorded although the logger was at WARNING")
+
+    assert toy.level == logging.WARNING
+    assert "recorded although" in (tmp_path / "run.log").read_text()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -23,7 +22,7 @@ from projects.kmeans.lloyd import KMeansFit, assign, lloyd
 from projects.kmeans.metrics import cluster_label_counts, table_scores
 from projects.kmeans.minibatch import minibatch_kmeans
 from projects.kmeans.seeding import default_trials, seed_centres
-from shared_lib.experiment import PhaseTimer, new_run_id, package_versions
+from shared_lib.experiment import PhaseTimer, capture_run_log, new_run_id, package_versions
 from shared_lib.media import save_animation, save_matplotlib_figure, save_media
 from shared_lib.random_utils import infinite_safe_keys
 
@@ -222,28 +221,6 @@ def _metrics_document(result: KMeansRun, num_points: int, dimension: int, timer:
     }
 
 
-@contextlib.contextmanager
-def _run_log(path: Path) -> Iterator[None]:
-    """Write the INFO and higher records of projects.kmeans and shared_lib to `path` while active."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    loggers = [logging.getLogger("projects.kmeans"), logging.getLogger("shared_lib")]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.addHandler(handler)
-        # Without this, a caller that left the root logger at WARNING would get an empty log.
-        if log.getEffectiveLevel() > logging.INFO:
-            log.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        for log, level in zip(loggers, levels):
-            log.removeHandler(handler)
-            log.setLevel(level)
-        handler.close()
-
-
 def run(config: KMeansConfig) -> KMeansRun:
     """Cluster the training images as `config` specifies, save figures, metrics.json and run.log, and return the results.
 
@@ -257,7 +234,7 @@ def run(config: KMeansConfig) -> KMeansRun:
     run_id = new_run_id("kmeans")
     with tempfile.TemporaryDirectory(prefix="seewhy-kmeans-") as temp_dir:
         log_path = Path(temp_dir) / "run.log"
-        with _run_log(log_path):
+        with capture_run_log(log_path, ["projects.kmeans", "shared_lib"]):
             result = _run(config, run_id)
         log_location = save_media(f"{run_id}/run.log", log_path, "text/plain")
     return result._replace(artifacts={**result.artifacts, "run.log": log_location})

@@ -41,7 +41,7 @@ from projects.online.summaries import Divergence, FrameSummary, divergence, seen
 from projects.online.training import init_state, make_train_chunk, train_with_snapshots
 from shared_lib import media
 from shared_lib.datasets import load_supervised_1d
-from shared_lib.experiment import PhaseTimer, new_run_id, package_versions
+from shared_lib.experiment import PhaseTimer, capture_run_log, new_run_id, package_versions
 from shared_lib.random_utils import infinite_safe_keys
 
 __all__ = ["RunResults", "divergence_message", "run"]
@@ -84,7 +84,10 @@ def run(config: OnlineConfig, show_progress: bool | None = None) -> RunResults:
     run_id = new_run_id("online")
     if show_progress is None:
         show_progress = not config.quiet and sys.stderr.isatty()
-    with tempfile.TemporaryDirectory(prefix="seewhy-online-") as temp_dir, _run_log(Path(temp_dir) / "run.log") as log_path:
+    with (
+        tempfile.TemporaryDirectory(prefix="seewhy-online-") as temp_dir,
+        capture_run_log(Path(temp_dir) / "run.log", ["projects.online", "shared_lib"]) as log_path,
+    ):
         logger.info("Run %s with %s", run_id, config)
         results = _run(config, run_id, show_progress)
         results.artifacts["run log"] = media.save_media(f"{run_id}/run.log", log_path, "text/plain")
@@ -262,27 +265,6 @@ def _advance(bar: tqdm, done: int, total: int) -> None:
 def _progress(enabled: bool, total: int | None, description: str, unit: str) -> Iterator[tqdm]:
     with tqdm(total=total, desc=description, unit=unit, disable=not enabled, leave=False) as bar:
         yield bar
-
-
-@contextlib.contextmanager
-def _run_log(path: Path) -> Iterator[Path]:
-    """Copy every INFO record of this package's loggers and of shared_lib into `path` while active."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    loggers = [logging.getLogger("projects.online"), logging.getLogger("shared_lib")]
-    previous_levels = [log.level for log in loggers]
-    for log in loggers:
-        log.addHandler(handler)
-        if log.getEffectiveLevel() > logging.INFO:
-            log.setLevel(logging.INFO)
-    try:
-        yield path
-    finally:
-        for log, level in zip(loggers, previous_levels):
-            log.removeHandler(handler)
-            log.setLevel(level)
-        handler.close()
 
 
 def metrics_record(results: RunResults) -> dict[str, Any]:
