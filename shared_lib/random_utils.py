@@ -108,7 +108,7 @@ def infinite_safe_keys_from_key(key: jax.Array) -> Iterator[SafeKey]:
 
 
 # With 64-bit mode off (JAX's default), jax.random.key keeps only the low 32 bits of a seed, so
-# seeds 0 and 2**32 would give the same stream; larger seeds raise OverflowError.
+# seeds 0 and 2**32 would give the same stream. Seeds of 2**63 or more raise OverflowError in JAX.
 MAX_SEED = 2**32 - 1
 
 
