@@ -13,9 +13,9 @@ an iteration computes the inertia from the cluster sums, which carries a roundin
 float32 epsilon times sum ||x||² instead of summing each point's distance (on MNIST it stayed within
 3.2e-7 of the full-pass inertia).
 
-The loop stops after `max_iter` iterations, or at the first iteration whose assignment equals the
-previous one (a fixed point), or whose inertia differs from the previous iteration's by less than
-`tol` relative to it, unless that iteration re-seeded a cluster.
+The loop stops at the first of three events. The first is reaching `max_iter` iterations. The
+second is an assignment equal to the previous one (a fixed point). The third is a relative change
+in inertia below `tol`, which does not count in an iteration that re-seeded a cluster.
 """
 
 from __future__ import annotations
