@@ -15,7 +15,7 @@ float32 epsilon times sum ||x||² instead of summing each point's distance (on M
 
 The loop stops at the first of three events. The first is reaching `max_iter` iterations. The
 second is an assignment equal to the previous one (a fixed point). The third is a relative change
-in inertia below `tol`, which does not count in an iteration that re-seeded a cluster.
+in inertia below `tol`. Neither the second nor the third stops an iteration that re-seeded a cluster.
 """
 
 from __future__ import annotations
